@@ -1,0 +1,38 @@
+# edgeeas: `make install` then `make test`. Everything lands in .venv; apt packages need root.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export ORT_DISABLE_TELEMETRY := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: install apt test pretrain bench clean
+
+install: apt $(BIN)/edgeeas data
+
+# System packages the tests use: Debian's real adb client (drives our device-side peer), libusb.
+apt:
+	@if ! command -v adb >/dev/null 2>&1 || ! ldconfig -p | grep -q libusb-1.0; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq adb libusb-1.0-0; \
+	  else echo "edgeeas: please install the Debian packages 'adb' and 'libusb-1.0-0' (needs root)" >&2; exit 1; fi; \
+	fi
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(BIN)/edgeeas: $(VENV)/bin/python requirements.txt constraints.txt setup.cfg
+	$(BIN)/pip install -q -c constraints.txt -r requirements.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+# ./data -> ../shared/data when that exists (the CIFAR-100 archive); EDGEEAS_DATA or --data override it.
+data:
+	@if [ ! -e data ] && [ -d ../shared/data ]; then ln -s ../shared/data data; fi
+
+test: install
+	$(BIN)/python -m pytest -q
+
+pretrain: install
+	$(BIN)/edgeeas train supernet --out runs/default --epochs 30 --resume-if-exists
+
+clean:
+	rm -rf $(VENV) *.egg-info

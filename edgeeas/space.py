@@ -1,0 +1,270 @@
+"""The search space: a stage table, the elastic choices, and architectures as frozen values.
+
+An architecture is written as a short string that parses back, hashes and names files and
+table rows::
+
+    d23423-k3573557355735-e3463463463463
+
+``d`` gives the depth of each of the 5 stages (one digit each); ``k`` and ``e`` give the
+depthwise kernel and the expand ratio of every *active* block, in order (as many digits as
+the depths add up to).  Inactive blocks are not part of the value, so two spellings of the
+same network cannot exist.
+
+MAdds and parameters are counted exactly from the same stage table the networks are built
+from (a test checks both against the static PyTorch module).
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+__all__ = ["Stage", "SearchSpace", "Arch", "DEFAULT_SPACE", "ArchError"]
+
+
+class ArchError(ValueError):
+    """An architecture string or value does not fit the search space."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the stage table (torchvision's ``t, c, n, s`` with elastic ``t`` and ``n``)."""
+
+    channels: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """MobileNet-style space sized for 32x32 input on a CPU."""
+
+    name: str = "edgeeas-c32-v1"
+    resolution: int = 32
+    in_channels: int = 3
+    stem_channels: int = 16
+    stem_stride: int = 1
+    stages: tuple[Stage, ...] = (
+        Stage(16, 2),  # 32 -> 16
+        Stage(24, 2),  # 16 -> 8
+        Stage(40, 2),  # 8 -> 4
+        Stage(56, 1),
+        Stage(80, 1),
+    )
+    head_channels: int = 256
+    num_classes: int = 100
+    depths: tuple[int, ...] = (2, 3, 4)
+    expands: tuple[int, ...] = (3, 4, 6)
+    kernels: tuple[int, ...] = (3, 5, 7)
+
+    def __post_init__(self):
+        for i, st in enumerate(self.stages):
+            if st.channels <= 0 or st.stride not in (1, 2):
+                raise ValueError(f"stage {i}: channels must be > 0 and stride 1 or 2, got {st}")
+        for name in ("depths", "expands", "kernels"):
+            vals = getattr(self, name)
+            if not vals or any(not (0 < v < 10) for v in vals) or tuple(sorted(set(vals))) != vals:
+                raise ValueError(f"{name} must be sorted distinct single digits, got {vals}")
+        if any(k % 2 == 0 for k in self.kernels):
+            raise ValueError(f"kernels must be odd, got {self.kernels}")
+
+    # ---- structure -------------------------------------------------------------------
+    @property
+    def num_stages(self) -> int:
+        return len(self.stages)
+
+    @property
+    def max_depth(self) -> int:
+        return self.depths[-1]
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "resolution": self.resolution,
+            "in_channels": self.in_channels,
+            "stem_channels": self.stem_channels,
+            "stem_stride": self.stem_stride,
+            "stages": [[s.channels, s.stride] for s in self.stages],
+            "head_channels": self.head_channels,
+            "num_classes": self.num_classes,
+            "depths": list(self.depths),
+            "expands": list(self.expands),
+            "kernels": list(self.kernels),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SearchSpace":
+        d = dict(d)
+        d["stages"] = tuple(Stage(int(c), int(s)) for c, s in d["stages"])
+        for k in ("depths", "expands", "kernels"):
+            d[k] = tuple(int(v) for v in d[k])
+        return cls(**d)
+
+    def block_specs(self, arch: "Arch") -> Iterator["BlockSpec"]:
+        """Every active block in order, in context (input size and channels, stride...)."""
+        h = self.resolution // self.stem_stride
+        cin = self.stem_channels
+        i = 0
+        for s, st in enumerate(self.stages):
+            for b in range(arch.depths[s]):
+                stride = st.stride if b == 0 else 1
+                yield BlockSpec(
+                    stage=s, index=b, h=h, cin=cin, cout=st.channels,
+                    expand=arch.expands[i], kernel=arch.kernels[i], stride=stride,
+                )
+                h = (h + stride - 1) // stride
+                cin = st.channels
+                i += 1
+
+    @property
+    def final_resolution(self) -> int:
+        h = self.resolution // self.stem_stride
+        for st in self.stages:
+            h = (h + st.stride - 1) // st.stride
+        return h
+
+    # ---- architectures ---------------------------------------------------------------
+    def largest(self) -> "Arch":
+        return self.uniform(self.depths[-1], self.expands[-1], self.kernels[-1])
+
+    def smallest(self) -> "Arch":
+        return self.uniform(self.depths[0], self.expands[0], self.kernels[0])
+
+    def middle(self) -> "Arch":
+        pick = lambda v: v[len(v) // 2]  # noqa: E731
+        return self.uniform(pick(self.depths), pick(self.expands), pick(self.kernels))
+
+    def uniform(self, depth: int, expand: int, kernel: int) -> "Arch":
+        n = depth * self.num_stages
+        return Arch((depth,) * self.num_stages, (kernel,) * n, (expand,) * n)
+
+    def sample(self, rng: random.Random) -> "Arch":
+        depths = tuple(rng.choice(self.depths) for _ in self.stages)
+        n = sum(depths)
+        return Arch(depths, tuple(rng.choice(self.kernels) for _ in range(n)),
+                    tuple(rng.choice(self.expands) for _ in range(n)))
+
+    def validate(self, arch: "Arch") -> "Arch":
+        if len(arch.depths) != self.num_stages:
+            raise ArchError(f"architecture {arch} has {len(arch.depths)} stages, "
+                            f"the search space {self.name} has {self.num_stages}")
+        bad = [d for d in arch.depths if d not in self.depths]
+        if bad:
+            raise ArchError(f"depth {bad[0]} in {arch} is not one of {list(self.depths)}")
+        n = sum(arch.depths)
+        if len(arch.kernels) != n or len(arch.expands) != n:
+            raise ArchError(f"architecture {arch} needs {n} kernels and {n} expand ratios "
+                            f"(the sum of its depths)")
+        bad = [k for k in arch.kernels if k not in self.kernels]
+        if bad:
+            raise ArchError(f"kernel {bad[0]} in {arch} is not one of {list(self.kernels)}")
+        bad = [e for e in arch.expands if e not in self.expands]
+        if bad:
+            raise ArchError(f"expand ratio {bad[0]} in {arch} is not one of {list(self.expands)}")
+        return arch
+
+    def parse(self, text: str) -> "Arch":
+        return self.validate(Arch.parse(text))
+
+    # ---- exact counts ----------------------------------------------------------------
+    def madds(self, arch: "Arch") -> int:
+        """Multiply-adds of one 1x3xRxR inference (convolutions and the linear head)."""
+        return sum(m for _, m, _ in self.layer_costs(arch))
+
+    def params(self, arch: "Arch", num_classes: int | None = None) -> int:
+        """Parameters of the static subnet (conv weights, BN affine, linear weight and bias)."""
+        return sum(p for _, _, p in self.layer_costs(arch, num_classes))
+
+    def layer_costs(self, arch: "Arch", num_classes: int | None = None):
+        """(name, madds, params) of every layer of ``arch``: the one place counting lives."""
+        self.validate(arch)
+        nc = self.num_classes if num_classes is None else num_classes
+        r, c0 = self.resolution // self.stem_stride, self.stem_channels
+        yield "stem", r * r * c0 * self.in_channels * 9, c0 * self.in_channels * 9 + 2 * c0
+        for spec in self.block_specs(arch):
+            yield spec.key, spec.madds, spec.params
+        hf, ch, cl = self.final_resolution, self.head_channels, self.stages[-1].channels
+        yield "head", hf * hf * ch * cl + ch * nc, ch * cl + 2 * ch + ch * nc + nc
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One inverted-residual block in context: the key of a latency table row."""
+
+    stage: int
+    index: int
+    h: int
+    cin: int
+    cout: int
+    expand: int
+    kernel: int
+    stride: int
+
+    @property
+    def mid(self) -> int:
+        return self.cin * self.expand
+
+    @property
+    def residual(self) -> bool:
+        return self.stride == 1 and self.cin == self.cout
+
+    @property
+    def hout(self) -> int:
+        return (self.h + self.stride - 1) // self.stride
+
+    @property
+    def key(self) -> str:
+        """``ir_h16_i16_o24_e6_k5_s2`` (+ ``_r`` for a residual block)."""
+        return (f"ir_h{self.h}_i{self.cin}_o{self.cout}_e{self.expand}_k{self.kernel}_s{self.stride}"
+                + ("_r" if self.residual else ""))
+
+    @property
+    def madds(self) -> int:
+        m, ho = self.mid, self.hout
+        return (self.h * self.h * self.cin * m          # 1x1 expand at input resolution
+                + ho * ho * m * self.kernel ** 2        # depthwise
+                + ho * ho * m * self.cout)              # 1x1 project
+
+    @property
+    def params(self) -> int:
+        m = self.mid
+        return (self.cin * m + 2 * m + m * self.kernel ** 2 + 2 * m + m * self.cout + 2 * self.cout)
+
+
+_ARCH_RE = re.compile(r"^d(\d+)-k(\d+)-e(\d+)$")
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A subnet of the search space: depth per stage, kernel and expand ratio per active block."""
+
+    depths: tuple[int, ...]
+    kernels: tuple[int, ...]
+    expands: tuple[int, ...]
+
+    def __str__(self) -> str:
+        j = lambda v: "".join(str(x) for x in v)  # noqa: E731
+        return f"d{j(self.depths)}-k{j(self.kernels)}-e{j(self.expands)}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Arch":
+        m = _ARCH_RE.match(text.strip())
+        if not m:
+            raise ArchError(f"malformed architecture {text!r}: expected 'd<depth per stage>-"
+                            f"k<kernel per block>-e<expand per block>', e.g. d22222-k3333333333-e3333333333")
+        depths, kernels, expands = (tuple(int(c) for c in g) for g in m.groups())
+        if len(kernels) != sum(depths) or len(expands) != sum(depths):
+            raise ArchError(f"malformed architecture {text!r}: the depths add up to {sum(depths)} "
+                            f"blocks but it gives {len(kernels)} kernels and {len(expands)} expand ratios")
+        return cls(depths, kernels, expands)
+
+    def blocks_per_stage(self) -> list[list[tuple[int, int]]]:
+        """[(kernel, expand), ...] for each stage."""
+        out, i = [], 0
+        for d in self.depths:
+            out.append(list(zip(self.kernels[i:i + d], self.expands[i:i + d])))
+            i += d
+        return out
+
+
+DEFAULT_SPACE = SearchSpace()
