@@ -8,7 +8,8 @@ Standalone (standard library only). Reads:
   First inference: ..., Warmup (avg): ..., Inference (avg): ...``), whatever its
   last line (``Memory footprint delta ...`` / ``Peak memory footprint ...``);
 * the TF <= 2.2 format ``Average inference timings in us: Warmup: W, Init: I,
-  Inference: X``;
+  Inference: X`` (older still: ``..., no stats: X``, and ``count=1 curr=X``
+  warm-up lines);
 * ``count=`` lines with or without ``p5= median= p95=``, numbers such as
   ``1.63488e+06``;
 * lines prefixed with ``INFO: `` or a logcat tag (``I tflite  : ``,
@@ -120,7 +121,7 @@ def _timings(line_rest: str, old: bool) -> dict:
         "init_us": r"Init:\s*(" + _NUM + ")",
         "first_us": r"First inference:\s*(" + _NUM + ")",
         "warmup_avg_us": (r"Warmup:\s*(" + _NUM + ")") if old else (r"Warmup \(avg\):\s*(" + _NUM + ")"),
-        "inference_avg_us": (r"(?:^|,)\s*Inference:\s*(" + _NUM + ")") if old
+        "inference_avg_us": (r"(?:^|,)\s*(?:Inference|no stats):\s*(" + _NUM + ")") if old
         else (r"Inference \(avg\):\s*(" + _NUM + ")"),
     }
     for key, pat in pats.items():
@@ -229,10 +230,8 @@ def parse_benchmark_output(text: str) -> BenchmarkResult:
         res.avg_us = res.inference_avg_us
     if res.inference_avg_us is None and res.avg_us is not None and res.runs_us is None:
         res.inference_avg_us = res.avg_us
-    if res.init_us is None and res.runs_us is None and res.avg_us is None:
-        raise _fail(text, "no benchmark result found (no count= line, no 'Inference timings in us' line)")
     if res.avg_us is None:
-        raise _fail(text, "no measured inference timing found")
+        raise _fail(text, "no benchmark result found (no count= line, no 'Inference timings in us' line)")
     if res.runner is None and res.runs_us is None:
         res.runner = "benchmark_model"
     return res

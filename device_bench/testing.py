@@ -11,6 +11,7 @@ torch and litert_torch are imported inside the builders only.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import tempfile
 from pathlib import Path
@@ -27,6 +28,13 @@ def default_cache_dir() -> Path:
     if env:
         return Path(env)
     return Path(tempfile.gettempdir()) / f"edgeeas-device-bench-{os.getuid()}"
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
 
 
 def _tiny_net(width: int, num_classes: int):
@@ -63,16 +71,16 @@ def build_tiny_model(
         raise ValueError(f"kind must be 'int8' or 'float32', got {kind!r}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    import torch  # noqa: F401  (version keys the cache)
-
+    versions = "-".join(_version(d) for d in ("torch", "litert-torch"))
     key = hashlib.sha1(
-        f"{_RECIPE_VERSION}-{kind}-{width}-{num_classes}-{torch.__version__}".encode()
+        f"{_RECIPE_VERSION}-{kind}-{width}-{num_classes}-{versions}".encode()
     ).hexdigest()[:12]
     path = cache / f"tiny_{kind}_w{width}_c{num_classes}_{key}.tflite"
     if path.exists() and path.stat().st_size > 0:
         return path
 
     import litert_torch
+    import torch
 
     net = _tiny_net(width, num_classes)
     args = (torch.randn(1, 3, 32, 32),)

@@ -1,0 +1,189 @@
+"""device_bench.parse against real official outputs and their known variants."""
+
+from pathlib import Path
+
+import pytest
+
+from device_bench.parse import BenchmarkParseError, parse_benchmark_output, parse_many, percentile
+
+FIXTURES = Path(__file__).parent / "fixtures" / "benchmark_model"
+FACE = FIXTURES / "official_2021_x86_64_face_detection.txt"
+MOBILENET = FIXTURES / "official_2022_x86_64_mobilenet_v2_quant.txt"
+
+PREFIXES = {
+    "none": "",
+    "info": "INFO: ",
+    "logcat_tag": "I tflite  : ",
+    "logcat_full": "04-12 10:11:12.123  1234  1234 I tflite  : ",
+}
+
+
+def _prefixed(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def test_official_2021_face_detection_exact_numbers():
+    r = parse_benchmark_output(FACE.read_text())
+    assert r.count == 50
+    assert (r.avg_us, r.min_us, r.max_us, r.std_us) == (160491, 138134, 283321, 20992)
+    assert (r.init_us, r.first_us, r.warmup_avg_us, r.inference_avg_us) == (760, 282796, 180608, 160491)
+    assert r.runs_us is None and r.p90_us is None and r.median_us is None
+    assert r.runner == "benchmark_model"
+    assert r.graph == "../models/mp_face_detection_short_range.tflite"
+    assert r.raw_tail.endswith("Peak memory footprint (MB): init=2.53516 overall=6.05078")
+
+
+def test_official_2022_mobilenet_exponent_numbers():
+    r = parse_benchmark_output(MOBILENET.read_text())
+    assert r.count == 50
+    assert r.avg_us == pytest.approx(1.63488e06)
+    assert r.inference_avg_us == pytest.approx(1634880)
+    assert r.warmup_avg_us == pytest.approx(1593630)
+    assert (r.min_us, r.max_us, r.std_us) == (1059329, 2242449, 278532)
+    assert (r.init_us, r.first_us) == (1109, 1679961)
+    assert r.raw_tail.endswith("init=4.125 overall=9.97656")
+
+
+@pytest.mark.parametrize("prefix", PREFIXES.values(), ids=PREFIXES.keys())
+@pytest.mark.parametrize("fixture", [FACE, MOBILENET], ids=["2021", "2022"])
+def test_prefixed_lines_parse_the_same(fixture, prefix):
+    plain = parse_benchmark_output(fixture.read_text())
+    r = parse_benchmark_output(_prefixed(fixture.read_text(), prefix))
+    for f in ("count", "avg_us", "min_us", "max_us", "std_us", "init_us", "first_us",
+              "warmup_avg_us", "inference_avg_us", "graph"):
+        assert getattr(r, f) == getattr(plain, f), f
+
+
+def test_percentiles_on_count_line_give_median():
+    text = MOBILENET.read_text().replace(
+        "avg=1.63488e+06 std=278532", "avg=1.63488e+06 std=278532 p5=1100000 median=1.6e+06 p95=2.1e+06")
+    r = parse_benchmark_output(text)
+    assert r.median_us == 1.6e6
+    assert r.p90_us is None  # not derivable from p5/median/p95
+    assert r.avg_us == pytest.approx(1634880)
+
+
+OLD_TF22 = """STARTING!
+Min num runs: [50]
+Num threads: [4]
+Graph: [/data/local/tmp/mobilenet_quant_v1_224.tflite]
+Loaded model /data/local/tmp/mobilenet_quant_v1_224.tflite
+Initialized session in 4.108ms
+Running benchmark for at least 1 iterations and at least 0.5 seconds
+count=6 first=91471 curr=85097 min=84834 max=91810 avg=86184.3 std=2519
+
+Running benchmark for at least 50 iterations and at least 1 seconds
+count=50 first=81000 curr=80100 min=79000 max=84000 avg=80660.1 std=1200
+
+Average inference timings in us: Warmup: 91471, Init: 4108, Inference: 80660.1
+"""
+
+OLD_NO_STATS = """Initialized session in 4.452ms
+Running benchmark for 1 iterations
+count=1 curr=146161
+
+Running benchmark for 50 iterations
+count=50 first=137789 curr=137254 min=137079 max=143416 avg=137722 std=896
+
+Average inference timings in us: Warmup: 146161, Init: 4452, no stats: 137722
+"""
+
+
+def test_old_tf22_format():
+    r = parse_benchmark_output(OLD_TF22)
+    assert r.count == 50 and r.avg_us == 80660.1
+    assert (r.warmup_avg_us, r.init_us, r.inference_avg_us) == (91471, 4108, 80660.1)
+    assert r.first_us is None or r.first_us == 91471
+
+
+def test_old_no_stats_format_and_logcat():
+    r = parse_benchmark_output(_prefixed(OLD_NO_STATS, PREFIXES["logcat_full"]))
+    assert (r.count, r.avg_us, r.min_us, r.max_us) == (50, 137722, 137079, 143416)
+    assert (r.warmup_avg_us, r.init_us, r.inference_avg_us) == (146161, 4452, 137722)
+
+
+def test_only_summary_line_in_logcat():
+    # What `adb logcat | grep "Average inference"` leaves.
+    r = parse_benchmark_output(
+        "... tflite  : Average inference timings in us: Warmup: 91471, Init: 4108, Inference: 80660.1")
+    assert r.inference_avg_us == r.avg_us == 80660.1 and r.count is None
+
+
+def test_op_profiling_tables_do_not_replace_the_measured_stage():
+    profile = ("\nTimings (microseconds): count=50 first=79449 curr=81350 min=77385 max=88213 avg=79732 std=1929"
+               "\nMemory (bytes): count=0\n31 nodes observed\n")
+    text = FACE.read_text()
+    i = text.index("Inference timings in us")
+    r = parse_benchmark_output(text[:i] + profile + text[i:] + profile)
+    assert (r.count, r.avg_us, r.min_us) == (50, 160491, 138134)
+
+
+RUNNER_BLOCK = """STARTING!
+Graph: [m.tflite]
+Loaded model m.tflite
+Initialized session in 0.5ms.
+Running benchmark for at least 2 iterations and at least 0 seconds but terminate if exceeding 150 seconds.
+count=2 first=30 curr=12 min=12 max=30 avg=21 std=9
+
+Running benchmark for at least 10 iterations and at least 0 seconds but terminate if exceeding 150 seconds.
+count=10 first=10 curr=19 min=10 max=19 avg=14.5 std=2 p5=10 median=14 p95=18
+
+Inference timings in us: Init: 500, First inference: 30, Warmup (avg): 21, Inference (avg): 14.5
+Memory footprint delta from the start of the tool (MB): init=1 overall=2
+EDGEEAS_RUNNER: runner=edgeeas-runner runner_version=1 interpreter=ai_edge_litert version=2.3.0 threads=1 xnnpack=true cpu_mask=none python=3.11.7
+EDGEEAS_RUNS_US: 10.0,11.0,12.0,13.0,14.0,15.0,16.0,17.0,18.0,19.0 graph=m.tflite
+"""
+
+
+def test_runner_block_exact_stats_from_runs():
+    r = parse_benchmark_output(RUNNER_BLOCK)
+    assert r.runs_us == [10.0 + i for i in range(10)]
+    assert r.count == 10
+    assert r.median_us == 14.5  # exact, not the count line's integer 14
+    assert r.p90_us == pytest.approx(18.1)
+    assert r.avg_us == pytest.approx(14.5)
+    assert r.std_us == pytest.approx(2.8722813)  # population std of 10..19
+    assert (r.runner, r.runner_version, r.interpreter, r.version) == ("edgeeas-runner", "1", "ai_edge_litert", "2.3.0")
+    assert r.runner_info["threads"] == "1"
+    assert r.graph == "m.tflite"
+    assert (r.init_us, r.first_us, r.warmup_avg_us, r.inference_avg_us) == (500, 30, 21, 14.5)
+
+
+def test_percentile_matches_numpy_linear():
+    np = pytest.importorskip("numpy")
+    vals = [5.0, 1.0, 9.0, 3.0, 7.5, 2.2, 8.8]
+    for q in (0, 5, 50, 90, 95, 100):
+        assert percentile(vals, q) == pytest.approx(float(np.percentile(vals, q)))
+
+
+def test_parse_many_splits_blocks():
+    text = RUNNER_BLOCK + RUNNER_BLOCK.replace("m.tflite", "n dir/b.tflite").replace("19.0 graph", "99.0 graph")
+    res = parse_many(text)
+    assert list(res) == ["m.tflite", "n dir/b.tflite"]
+    assert res["n dir/b.tflite"].max_us == 99.0 and res["m.tflite"].max_us == 19.0
+
+
+def test_parse_many_failed_graph():
+    text = RUNNER_BLOCK + "STARTING!\nEDGEEAS_FAILED: cannot load x.tflite as a TFLite model graph=x.tflite\n"
+    with pytest.raises(BenchmarkParseError, match="x.tflite: cannot load"):
+        parse_many(text)
+    assert list(parse_many(text, on_error="skip")) == ["m.tflite"]
+
+
+@pytest.mark.parametrize("text, last", [
+    ("STARTING!\nGraph: [x.tflite]\nLoaded model x.tflite\nERROR: Could not open 'x.tflite'.\n"
+     "Failed to initialize the interpreter\n\n", "Failed to initialize the interpreter"),
+    ("/system/bin/sh: /data/local/tmp/benchmark_model: not found\n", "benchmark_model: not found"),
+    ("", "<empty output>"),
+    ("Initialized session in 1.2ms.\nSegmentation fault\n", "Segmentation fault"),
+])
+def test_unparseable_output_names_last_line(text, last):
+    with pytest.raises(BenchmarkParseError) as e:
+        parse_benchmark_output(text)
+    assert last in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_runs_line_is_an_error():
+    with pytest.raises(BenchmarkParseError, match="EDGEEAS_RUNS_US"):
+        parse_benchmark_output("EDGEEAS_RUNS_US: 1.0,abc graph=m.tflite\n")
