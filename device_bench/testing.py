@@ -60,12 +60,13 @@ def build_tiny_model(
     kind: str = "int8",
     width: int = 8,
     num_classes: int = 10,
+    input_size: int = 32,
     cache_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Return the path of a cached tiny ``.tflite`` model, building it if needed.
 
     ``kind`` is ``"int8"`` (PT2E static int8, int8 input and output) or
-    ``"float32"``. The input is NHWC ``[1, 32, 32, 3]``.
+    ``"float32"``. The input is NHWC ``[1, input_size, input_size, 3]``.
     """
     if kind not in ("int8", "float32"):
         raise ValueError(f"kind must be 'int8' or 'float32', got {kind!r}")
@@ -73,9 +74,10 @@ def build_tiny_model(
     cache.mkdir(parents=True, exist_ok=True)
     versions = "-".join(_version(d) for d in ("torch", "litert-torch"))
     key = hashlib.sha1(
-        f"{_RECIPE_VERSION}-{kind}-{width}-{num_classes}-{versions}".encode()
+        f"{_RECIPE_VERSION}-{kind}-{width}-{num_classes}-{input_size}-{versions}".encode()
     ).hexdigest()[:12]
-    path = cache / f"tiny_{kind}_w{width}_c{num_classes}_{key}.tflite"
+    size = "" if input_size == 32 else f"_s{input_size}"
+    path = cache / f"tiny_{kind}_w{width}_c{num_classes}{size}_{key}.tflite"
     if path.exists() and path.stat().st_size > 0:
         return path
 
@@ -83,10 +85,10 @@ def build_tiny_model(
     import torch
 
     net = _tiny_net(width, num_classes)
-    args = (torch.randn(1, 3, 32, 32),)
+    args = (torch.randn(1, 3, input_size, input_size),)
     nhwc_args = (args[0].permute(0, 2, 3, 1).contiguous(),)
     if kind == "float32":
-        edge = litert_torch.convert(litert_torch.to_channel_last_io(net, args=[0]), nhwc_args)
+        edge = litert_torch.convert(litert_torch.to_channel_last_io(net, args=[0]).eval(), nhwc_args)
     else:
         from litert_torch.quantize import pt2e_quantizer
         from litert_torch.quantize.quant_config import QuantConfig
@@ -100,9 +102,9 @@ def build_tiny_model(
         gen = torch.Generator().manual_seed(1)
         with torch.no_grad():
             for _ in range(16):  # calibration
-                prepared(torch.randn(1, 3, 32, 32, generator=gen))
+                prepared(torch.randn(1, 3, input_size, input_size, generator=gen))
         quantized = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
-        nhwc = litert_torch.to_channel_last_io(quantized, args=[0])
+        nhwc = litert_torch.to_channel_last_io(quantized, args=[0])  # the PT2E graph has no eval() switch
         edge = litert_torch.convert(
             nhwc,
             nhwc_args,
