@@ -453,6 +453,10 @@ class AdbPeer:
         self._stopping.set()
         if self._listener is not None:
             try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() at once on Linux
+            except OSError:
+                pass
+            try:
                 self._listener.close()
             except OSError:
                 pass
