@@ -44,11 +44,11 @@ DEFAULT_TMP_DIR = "/data/local/tmp"
 class ShellResult:
     """What a remote command produced. ``command`` is the command as the caller gave it."""
 
-    command: str
     stdout: str
     stderr: str
     exit_code: int
-    duration_s: float
+    command: str = ""
+    duration_s: float = 0.0
     serial: str = ""
 
     @property

@@ -102,9 +102,9 @@ class AdbCli:
                     if k not in ("ANDROID_SERIAL", "ADB_VENDOR_KEYS", "ANDROID_USER_HOME", "ANDROID_SDK_HOME")}
         self.env.update(HOME=str(home), ANDROID_ADB_SERVER_PORT=str(port))
 
-    def __call__(self, *args: str, timeout: float = 30, check: bool = False) -> subprocess.CompletedProcess:
-        return subprocess.run([ADB_BIN, *args], env=self.env, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=timeout, check=check)
+    def __call__(self, *args: str, timeout: float = 30, input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([ADB_BIN, *args], env=self.env, input=input, capture_output=True, text=True,
+                              timeout=timeout, **({"stdin": subprocess.DEVNULL} if input is None else {}))
 
     @property
     def public_key(self) -> str:

@@ -51,6 +51,12 @@ def test_shell_v2_exit_codes(authorized_peer, adb_cli):
     assert (res.returncode, res.stdout, res.stderr) == (5, "out\n", "err\n")
     res = adb_cli("-s", s, "shell", "getprop ro.product.model")
     assert res.stdout == "Debian Client Target\n"
+    res = adb_cli("-s", s, "shell", "cat; echo done", input="abc\ndef\n")  # stdin packets + close-stdin
+    assert (res.returncode, res.stdout) == (0, "abc\ndef\ndone\n")
+    res = adb_cli("-s", s, "shell", input="echo interactive; exit 4\n")  # no command: an interactive sh
+    assert (res.returncode, res.stdout) == (4, "interactive\n")
+    res = adb_cli("-s", s, "shell", "-x", "echo v1; exit 6")  # -x forces shell v1: no exit code, as on a phone
+    assert (res.returncode, res.stdout) == (0, "v1\n")
 
 
 def test_push_pull_round_trip(authorized_peer, adb_cli, tmp_path):

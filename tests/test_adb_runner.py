@@ -279,3 +279,29 @@ def test_usb_serial_without_device_is_a_clean_error():
     with pytest.raises(AdbConnectionError) as ei:
         Device("0123456789ABCDEF", connect_timeout_s=1.0).connect()
     one_line(ei.value)
+
+
+def test_peer_command_line(adb_home, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    keys = tmp_path / "adb_keys"
+    keys.write_text((adb_home / ".android/adbkey.pub").read_text())
+    proc = subprocess.Popen([sys.executable, "-m", "android_runner.peer", "--port", "0", "--sandbox",
+                             str(tmp_path / "dev"), "--authorized-keys", str(keys), "--model", "Cli Phone",
+                             "--prop", "ro.build.version.release=15"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("adb peer listening on 127.0.0.1:"), line + proc.stderr.read()
+        serial = line.split()[4]
+        with Device(serial) as dev:
+            assert dev.getprop("ro.product.model") == "Cli Phone"
+            assert dev.getprop("ro.build.version.release") == "15"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
