@@ -314,7 +314,8 @@ def _check_int8_file(tmp: Path, out_shape, nhwc: bool) -> ExportInfo:
 
 
 def export_onnx(module, path, *, opset: int = 17) -> Path:
-    """Write ``module`` (float NCHW ``[1,3,32,32]`` in) as one self-contained ONNX file.
+    """Write ``module`` as one self-contained ONNX file: ``input`` float NCHW ``[N,3,32,32]``
+    -> ``logits [N,K]`` (batch dimension dynamic).
 
     Uses the TorchScript exporter (``dynamo=False``: 0.3 s, weights inside the file); the
     caller's module is not modified.  Returns the path.  Raises :class:`ExportError`.
@@ -338,6 +339,7 @@ def export_onnx(module, path, *, opset: int = 17) -> Path:
                     opset_version=opset,
                     input_names=["input"],
                     output_names=["logits"],
+                    dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                     do_constant_folding=True,
                 )
         except Exception as e:  # noqa: BLE001
@@ -354,7 +356,10 @@ def tflite_info(path) -> ExportInfo:
 
 
 def quantize_input(x_float_nchw, info: ExportInfo) -> np.ndarray:
-    """Float NCHW images (``[3,32,32]`` or ``[N,3,32,32]``, normalized) -> int8 NHWC ``[N,32,32,3]``."""
+    """Float NCHW images (``[3,32,32]`` or ``[N,3,32,32]``, normalized) -> int8 NHWC ``[N,32,32,3]``.
+
+    (NCHW int8 instead if ``info`` describes a file exported with ``nhwc=False``.)
+    """
     x = np.asarray(x_float_nchw.detach().cpu() if hasattr(x_float_nchw, "detach") else x_float_nchw,
                    dtype=np.float32)
     if x.ndim == 3:
@@ -363,8 +368,10 @@ def quantize_input(x_float_nchw, info: ExportInfo) -> np.ndarray:
         raise ExportError(f"quantize_input expects float NCHW [N,3,H,W], got {list(x.shape)}")
     if info.input_dtype != "int8":
         raise ExportError(f"model input is {info.input_dtype}, not int8: nothing to quantize")
-    q = np.round(x / info.input_scale) + info.input_zero_point
-    return np.clip(q, -128, 127).astype(np.int8).transpose(0, 2, 3, 1).copy()
+    q = np.clip(np.round(x / info.input_scale) + info.input_zero_point, -128, 127).astype(np.int8)
+    if tuple(info.input_shape[1:]) == (3, *x.shape[2:]):  # a file exported with nhwc=False
+        return q
+    return q.transpose(0, 2, 3, 1).copy()
 
 
 def dequantize_output(y_int8, info: ExportInfo) -> np.ndarray:
