@@ -168,6 +168,7 @@ class Measurement:
     attempts: int = 1
     spreads: tuple[float, ...] = ()
     init_ms: float | None = None
+    command: str | None = None  # shell command that reproduces the (last) attempt
 
     @property
     def value_ms(self) -> float:
@@ -196,7 +197,8 @@ def _spread(res: BenchmarkResult) -> float:
     return (res.p90_us - res.median_us) / res.median_us
 
 
-def _measurement(res: BenchmarkResult, graph: str, protocol: Protocol, spreads: list[float]) -> Measurement:
+def _measurement(res: BenchmarkResult, graph: str, protocol: Protocol, spreads: list[float],
+                 command: str | None = None) -> Measurement:
     if protocol.interpreter is not None and res.interpreter != protocol.interpreter:
         raise RunnerError(f"protocol pins interpreter {protocol.interpreter} but the runner used {res.interpreter}")
     if protocol.interpreter_version is not None and res.version != protocol.interpreter_version:
@@ -215,6 +217,7 @@ def _measurement(res: BenchmarkResult, graph: str, protocol: Protocol, spreads: 
         attempts=len(spreads),
         spreads=tuple(spreads),
         init_ms=None if res.init_us is None else res.init_us / 1e3,
+        command=command,
     )
 
 
@@ -270,7 +273,7 @@ def measure_host(graph_path: str | os.PathLike, protocol: Protocol | None = None
             best = res
         if spreads[-1] <= protocol.max_spread:
             break
-    return _measurement(best, graph, protocol, spreads)
+    return _measurement(best, graph, protocol, spreads, proc.shown)
 
 
 def measure_many_host(paths: Iterable[str | os.PathLike], protocol: Protocol | None = None,
@@ -316,7 +319,7 @@ def measure_many_host(paths: Iterable[str | os.PathLike], protocol: Protocol | N
             if spreads[g][-1] > protocol.max_spread:
                 next_todo.append(g)
         todo = next_todo
-    return {g: _measurement(best[g], g, protocol, spreads[g]) for g in graphs}
+    return {g: _measurement(best[g], g, protocol, spreads[g], proc.shown) for g in graphs}
 
 
 # --------------------------------------------------------------------------- #

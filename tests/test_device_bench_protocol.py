@@ -85,6 +85,7 @@ def test_measure_host_real(int8_model):
     assert m.protocol.interpreter == "ai_edge_litert" and m.protocol.interpreter_version
     assert m.protocol.num_runs == 20 and m.protocol.runner_version == RUNNER_VERSION
     assert m.value_ms == m.median_ms
+    assert m.command.startswith("python3 ") and f"--graph={int8_model}" in m.command
     assert 1 <= m.attempts <= 1 + p.max_remeasure and len(m.spreads) == m.attempts
     assert Measurement.from_dict(json.loads(json.dumps(m.to_dict()))) == m
 

@@ -124,7 +124,8 @@ def test_min_secs_is_honoured(device_dir, float_model):
 def test_use_xnnpack_false_and_cpu_mask(device_dir, float_model):
     cpu = min(os.sched_getaffinity(0))
     proc = run(device_dir, f"--graph={float_model}", "--use_xnnpack=false", f"--cpu_mask={1 << cpu:x}",
-               "--num_runs=5", *FAST, check=0)
+               "--enable_op_profiling=true", "--num_runs=5", *FAST, check=0)
+    assert "Note: op profiling is not available" in proc.stdout
     r = parse_benchmark_output(proc.stdout)
     assert r.runner_info["xnnpack"] == "false" and r.runner_info["cpu_mask"] == f"{1 << cpu:x}"
     assert len(r.runs_us) == 5
