@@ -1,0 +1,81 @@
+"""Small shared helpers: atomic writes, provenance, device-free tensor conversion."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save", "versions", "command_line",
+           "machine"]
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb"):
+    """Write to a temporary file beside ``path`` and rename it over ``path`` on success, so a
+    reader (or a crash) never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode open() would
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    import torch
+
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
+
+
+def versions() -> dict[str, str]:
+    """Versions of what made an output (only of modules already imported or cheap to find)."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("edgeeas", "torch", "numpy", "ai-edge-litert", "litert-torch", "onnx", "adb-shell"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "system": platform.system(),
+            "machine": platform.machine(), "kernel": platform.release()}
+
+
+def command_line() -> str:
+    import shlex
+
+    argv = [Path(sys.argv[0]).name] + sys.argv[1:]
+    return " ".join(shlex.quote(a) for a in argv)
