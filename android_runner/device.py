@@ -21,6 +21,7 @@ import posixpath
 import re
 import secrets
 import shlex
+import socket
 import stat
 import tempfile
 import threading
@@ -126,6 +127,16 @@ def _tcp_transport(host: str, port: int):
     from adb_shell.transport.tcp_transport import TcpTransport
 
     class _Transport(TcpTransport):
+        def connect(self, transport_timeout_s):
+            super().connect(transport_timeout_s)
+            # A phone that walks out of Wi-Fi range sends nothing: let TCP keepalive notice it
+            # within ~15 s even while a long, silent benchmark command runs.
+            sock = self._connection
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for opt, value in (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 3), ("TCP_KEEPCNT", 3)):
+                if hasattr(socket, opt):
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
+
         def bulk_read(self, numbytes, transport_timeout_s):
             if self._connection is None:
                 raise ConnectionResetError("connection closed")
@@ -350,10 +361,11 @@ class Device:
         return target
 
     def exists(self, remote: str, timeout_s: float = 30.0) -> bool:
+        """True if ``remote`` exists (``test -e``)."""
         res = self.shell(["test", "-e", remote], timeout_s)
-        if res.exit_code in (0, 1):
-            return res.exit_code == 0
-        return bool(res.check())
+        if res.exit_code not in (0, 1):
+            res.check()  # raises AdbCommandError with the stderr tail
+        return res.exit_code == 0
 
     def mkdir(self, remote: str, timeout_s: float = 30.0) -> None:
         """``mkdir -p``."""

@@ -78,6 +78,10 @@ def test_link_cut_is_a_connection_error(netns_link, adb_home, tmp_path):
         assert time.monotonic() - start < 8
         text = str(ei.value)
         assert "\n" not in text and "cannot be reached" in text and "offline" in text
-    finally:
-        proc.kill()  # only the process this test started
-        proc.wait(timeout=10)
+    finally:  # only the process this test started; SIGTERM lets it clean up its temp folder
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
