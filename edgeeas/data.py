@@ -133,7 +133,8 @@ def _unpickle(raw: bytes, what: str, src: Path) -> dict:
     try:
         d = _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as e:  # noqa: BLE001 - any failure means "not a CIFAR-100 pickle"
-        raise DataError(f"{src}: {what} is not a valid CIFAR-100 pickle ({e})") from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{src}: {what} is not a valid CIFAR-100 pickle ({first})") from None
     if not isinstance(d, dict):
         raise DataError(f"{src}: {what} holds a {type(d).__name__}, expected a dict")
     return d
@@ -158,7 +159,8 @@ def _read_cifar_members(path: Path) -> dict[str, bytes]:
                                 f"{missing[0]} in it (found {found})")
             return {n: tar.extractfile(members[n]).read() for n in names}
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-        raise DataError(f"{path} is not a readable tar.gz archive ({e}); expected "
+        first = str(e).splitlines()[0].rstrip(":") if str(e) else type(e).__name__
+        raise DataError(f"{path} is not a readable tar.gz archive ({first}); expected "
                         f"cifar-100-python.tar.gz") from None
 
 
