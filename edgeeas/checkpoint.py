@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import EdgeeasError
 from .space import DEFAULT_SPACE, SearchSpace
 from .utils import atomic_torch_save
 
@@ -15,7 +16,7 @@ FORMAT = "edgeeas-supernet/1"
 DEFAULT_SUPERNET = Path(__file__).resolve().parent.parent / "runs" / "default" / "supernet.pt"
 
 
-class CheckpointError(Exception):
+class CheckpointError(EdgeeasError):
     """A checkpoint is missing, unreadable, or from another search space (one-line message)."""
 
 

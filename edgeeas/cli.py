@@ -16,17 +16,52 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# Commands that live in their own modules, imported only when run (or when --help lists them).
+_LAZY = {
+    "bench": "edgeeas.commands.bench:bench",
+    "latency": "edgeeas.commands.bench:latency",
+    "devices": "edgeeas.commands.devices:devices",
+    "validate": "edgeeas.commands.validate:validate",
+    "search": "edgeeas.commands.search:search",
+    "specialize": "edgeeas.commands.specialize:specialize",
+    "report": "edgeeas.commands.specialize:report",
+    "deploy": "edgeeas.commands.specialize:deploy",
+    "regress": "edgeeas.commands.regress:regress",
+}
+_LAZY_TRAIN = {"generator": "edgeeas.commands.generator:train_generator"}
+
+
 class _Group(click.Group):
-    """Turn the project's own exceptions into one-line errors instead of tracebacks."""
+    """Lazily loaded subcommands, and the project's errors as one line instead of a traceback."""
+
+    lazy: dict[str, str] = {}
+
+    def _lazy_available(self) -> list[str]:
+        import importlib.util
+
+        return [n for n, target in self.lazy.items()
+                if importlib.util.find_spec(target.split(":")[0]) is not None]
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self._lazy_available()))
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is None and name in self._lazy_available():
+            import importlib
+
+            mod, attr = self.lazy[name].split(":")
+            cmd = getattr(importlib.import_module(mod), attr)
+        return cmd
 
     def invoke(self, ctx):
-        from .errors import USAGE_ERRORS, USER_ERRORS
+        from .errors import EdgeeasUsageError, one_line_errors
 
         try:
             return super().invoke(ctx)
-        except USAGE_ERRORS as e:
+        except EdgeeasUsageError as e:
             raise click.UsageError(str(e), ctx) from None
-        except USER_ERRORS as e:
+        except one_line_errors() as e:
             raise click.ClickException(str(e)) from None
         except KeyboardInterrupt:
             click.echo("interrupted: everything written so far is kept; rerun the same command to resume",
@@ -34,10 +69,18 @@ class _Group(click.Group):
             sys.exit(130)
 
 
+class _MainGroup(_Group):
+    lazy = _LAZY
+
+
+class _TrainGroup(_Group):
+    lazy = _LAZY_TRAIN
+
+
 DATA_HELP = "CIFAR-100 archive (.tar.gz or folder) or ImageFolder tree; default $EDGEEAS_DATA, else ./data"
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_MainGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="edgeeas")
 def main():
     """edgeeas: Elastic Architecture Search for phones.
@@ -54,7 +97,7 @@ def main():
 
 
 # ---- train ------------------------------------------------------------------------------------
-@main.group(cls=_Group)
+@main.group(cls=_TrainGroup)
 def train():
     """Train the supernet (or, later, the architecture generator)."""
 

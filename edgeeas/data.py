@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import EdgeeasError
+
 __all__ = ["Dataset", "DataError", "load_dataset", "resolve_data_path", "MEAN", "STD"]
 
 # Per-channel statistics of the CIFAR-100 training images (shared/data/README.md); used for
@@ -33,7 +35,7 @@ MEAN = (0.5073, 0.4867, 0.4412)
 STD = (0.2674, 0.2565, 0.2762)
 
 
-class DataError(Exception):
+class DataError(EdgeeasError):
     """The data could not be found or does not have the expected form (one-line message)."""
 
 

@@ -35,6 +35,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import EdgeeasError
+
 # onnxruntime looks up a telemetry host ~10 s after import unless this is set first
 # (TOOLCHAIN: ort.disable_telemetry_events() does not stop it).
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -55,7 +57,7 @@ INPUT_CHW = (3, 32, 32)
 CALIB_BATCH = 32  # calibration batch size (observers see the same data either way)
 
 
-class ExportError(RuntimeError):
+class ExportError(EdgeeasError, RuntimeError):
     """An export or TFLite inspection failed; the message is one line and says why."""
 
 

@@ -20,10 +20,12 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
+from .errors import EdgeeasUsageError
+
 __all__ = ["Stage", "SearchSpace", "Arch", "DEFAULT_SPACE", "ArchError"]
 
 
-class ArchError(ValueError):
+class ArchError(EdgeeasUsageError):
     """An architecture string or value does not fit the search space."""
 
 

@@ -37,6 +37,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_raw, save_supernet
 from .data import Dataset
+from .errors import EdgeeasError
 from .evaluate import evaluate_arch, recal_images, to_float
 from .nn.supernet import Supernet
 from .space import DEFAULT_SPACE, Arch, SearchSpace
@@ -45,8 +46,8 @@ from .utils import atomic_torch_save, atomic_write_text, command_line, versions
 __all__ = ["TrainConfig", "train_supernet", "TrainError", "augment", "SandwichLoss"]
 
 
-class TrainError(Exception):
-    pass
+class TrainError(EdgeeasError):
+    """A run cannot start or resume as asked."""
 
 
 @dataclass
