@@ -243,9 +243,10 @@ class AdbTarget(Target):
         todo = [(l, r) for l, (sha, r) in wanted.items() if (sha, r) not in self._pushed]
         if todo:
             listing = " ".join(shlex.quote(r) for _, r in todo)
-            res = self._shell(f"for f in {listing}; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done; true")
-            present = set(res.stdout.splitlines())
-            missing = [(l, r) for l, r in todo if r not in present]
+            # answer with indexes, not paths: a device may spell the paths differently (symlinks)
+            res = self._shell(f"i=0; for f in {listing}; do [ -f \"$f\" ] && echo $i; i=$((i+1)); done; true")
+            present = {int(t) for t in res.stdout.split() if t.isdigit()}
+            missing = [lr for i, lr in enumerate(todo) if i not in present]
             if missing:
                 dirs = sorted({posixpath.dirname(r) for _, r in missing})
                 self._check_space(self._shell(["mkdir", "-p", *dirs], check=False)).check()
