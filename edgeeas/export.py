@@ -144,33 +144,42 @@ def _quiet_litert(verbose: bool) -> Iterator[None]:
             os.environ[key] = old
 
 
-def _check_module(module, calib):
-    """Validate inputs before any slow import; return the float logits shape."""
+def _check_module(module, calib, input_chw=INPUT_CHW, logits: bool = True):
+    """Validate inputs before any slow import; return the float output shape.
+
+    ``logits``: the module must return ``[1,K]``; otherwise a feature map ``[1,C,H,W]``.
+    """
     import torch
 
+    shape = "x".join(map(str, input_chw))
     if not isinstance(module, torch.nn.Module):
         raise ExportError(f"expected a torch.nn.Module, got {type(module).__name__}")
     if not isinstance(calib, torch.Tensor):
         raise ExportError(f"calibration data must be a torch.Tensor, got {type(calib).__name__}")
-    if calib.ndim != 4 or tuple(calib.shape[1:]) != INPUT_CHW:
+    if calib.ndim != 4 or tuple(calib.shape[1:]) != tuple(input_chw):
         raise ExportError(
-            f"calibration data must be float NCHW [N,{','.join(map(str, INPUT_CHW))}], "
+            f"calibration data must be float NCHW [N,{','.join(map(str, input_chw))}], "
             f"got {list(calib.shape)}"
         )
     if calib.shape[0] == 0:
-        raise ExportError("calibration set is empty: pass at least one image [N>=1,3,32,32]")
+        raise ExportError(f"calibration set is empty: pass at least one input [N>=1,{','.join(map(str, input_chw))}]")
     if not calib.is_floating_point():
         raise ExportError(f"calibration data must be float (normalized), got {calib.dtype}")
     if not torch.isfinite(calib).all():
         raise ExportError("calibration data contains NaN or inf")
+    one = f"[1,{','.join(map(str, input_chw))}]"
     try:
         with torch.no_grad():
             out = copy.deepcopy(module).eval()(calib[:1].float())
     except Exception as e:  # noqa: BLE001 - any failure of the user's module
-        raise ExportError(f"module fails on a [1,3,32,32] input: {_first_line(e)}") from e
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
+        raise ExportError(f"module fails on a {one} input: {_first_line(e)}") from e
+    if logits:
+        if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
+            got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ExportError(f"module must return logits [1,K] for a {one} input, got {got}")
+    elif not isinstance(out, torch.Tensor) or out.ndim not in (2, 4) or out.shape[0] != 1:
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ExportError(f"module must return logits [1,K] for a [1,3,32,32] input, got {got}")
+        raise ExportError(f"module must return [1,K] or a feature map [1,C,H,W] for a {one} input, got {got}")
     return tuple(out.shape)
 
 
@@ -215,19 +224,27 @@ def _info_from_interpreter(interp, path, seconds=0.0, versions=None) -> ExportIn
 # ----------------------------------------------------------------------------- export
 
 
-def export_tflite_int8(module, calib, path, *, nhwc: bool = True, verbose: bool = False) -> ExportInfo:
+def export_tflite_int8(module, calib, path, *, nhwc: bool = True, verbose: bool = False,
+                       input_chw: tuple[int, int, int] = INPUT_CHW, logits: bool = True) -> ExportInfo:
     """Convert a static eval-mode network to a full-integer int8 TFLite file at ``path``.
 
     ``module`` takes float NCHW ``[1,3,32,32]`` normalized images and returns logits
     ``[1,K]``; ``calib`` is float NCHW ``[N,3,32,32]`` (already normalized) calibration images.
     The file takes int8 ``[1,32,32,3]`` (NHWC; ``nhwc=False`` keeps ``[1,3,32,32]``) and returns
     int8 ``[1,K]``.  The caller's module is not modified.  Raises :class:`ExportError`.
+
+    Parts of a network (a single block for a latency table row, the stem, the head) export
+    too: ``input_chw`` is the input's ``(C,H,W)`` and ``logits=False`` also accepts a feature
+    map output ``[1,C,H',W']``, which the file returns as NHWC ``[1,H',W',C]`` (unless
+    ``nhwc=False``).
     """
     import torch
 
     t0 = time.perf_counter()
     path = Path(path)
-    out_shape = _check_module(module, calib)
+    input_chw = tuple(int(v) for v in input_chw)
+    out_shape = _check_module(module, calib, input_chw, logits)
+    out_map = len(out_shape) == 4
     module = copy.deepcopy(module).eval()
     calib = calib.detach().float()
 
@@ -245,8 +262,10 @@ def export_tflite_int8(module, calib, path, *, nhwc: bool = True, verbose: bool 
         ) from e
 
     if nhwc:
-        net = litert_torch.to_channel_last_io(module, args=[0]).eval()
+        net = litert_torch.to_channel_last_io(module, args=[0], outputs=[0] if out_map else None).eval()
         calib = calib.permute(0, 2, 3, 1).contiguous()
+        if out_map:
+            out_shape = (out_shape[0], out_shape[2], out_shape[3], out_shape[1])
     else:
         net = module
     sample = (calib[:1].clone(),)
@@ -268,7 +287,7 @@ def export_tflite_int8(module, calib, path, *, nhwc: bool = True, verbose: bool 
             except Exception:  # noqa: BLE001
                 ep = torch.export.export(net, sample)
                 batch = 1
-            quantizer = PT2EQuantizer().set_global(
+            quantizer = _quantizer_class(PT2EQuantizer)().set_global(
                 get_symmetric_quantization_config(is_per_channel=True)
             )
             prepared = prepare_pt2e(ep.module(), quantizer)
@@ -281,7 +300,7 @@ def export_tflite_int8(module, calib, path, *, nhwc: bool = True, verbose: bool 
             )
             with _atomic_path(path, ".tflite.tmp") as tmp:
                 edge.export(str(tmp))
-                info = _check_int8_file(tmp, out_shape, nhwc)
+                info = _check_int8_file(tmp, out_shape, nhwc, input_chw)
         except ExportError:
             raise
         except Exception as e:  # noqa: BLE001 - converter internals raise anything
@@ -297,10 +316,44 @@ def export_tflite_int8(module, calib, path, *, nhwc: bool = True, verbose: bool 
     )
 
 
-def _check_int8_file(tmp: Path, out_shape, nhwc: bool) -> ExportInfo:
+def _quantizer_class(base):
+    """litert-torch's PT2E quantizer, also annotating tensor adds it misses.
+
+    Its ``add`` annotator finds adds by ``source_fn_stack``, which torch 2.13's
+    ``torch.export`` no longer records, so no add is annotated.  Inside a network that is
+    harmless (the converter fuses dequantize -> add -> quantize into an int8 ADD), but a
+    residual add that *is* the output (a single block exported for a latency table row)
+    stays float, with float I/O.  Annotating the missing adds the way the annotator would
+    gives the same int8 ADD everywhere.
+    """
+    import torch
+    from litert_torch.quantize import pt2e_quantizer_utils as qu
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    class _Quantizer(base):
+        def annotate(self, model):
+            model = super().annotate(model)
+            config = self.global_config
+            if config is None or not config.input_activation:
+                return model
+            in_spec, out_spec = qu.get_input_act_qspec(config), qu.get_output_act_qspec(config)
+            for node in model.graph.nodes:
+                if (node.op == "call_function" and node.target is torch.ops.aten.add.Tensor
+                        and "quantization_annotation" not in node.meta
+                        and all(isinstance(a, torch.fx.Node) for a in node.args[:2])):
+                    node.meta["quantization_annotation"] = QuantizationAnnotation(
+                        input_qspec_map={a: in_spec for a in node.args[:2]},
+                        output_qspec=out_spec, _annotated=True)
+            return model
+
+    return _Quantizer
+
+
+def _check_int8_file(tmp: Path, out_shape, nhwc: bool, input_chw=INPUT_CHW) -> ExportInfo:
     """The converted file must be full-integer with the expected I/O, or it is not written."""
     info = _info_from_interpreter(_interpreter(tmp), tmp)
-    want_in = (1, 32, 32, 3) if nhwc else (1, *INPUT_CHW)
+    c, h, w = input_chw
+    want_in = (1, h, w, c) if nhwc else (1, c, h, w)
     problems = []
     if info.input_dtype != "int8" or info.output_dtype != "int8":
         problems.append(f"I/O dtypes {info.input_dtype}/{info.output_dtype}, expected int8/int8")

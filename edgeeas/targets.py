@@ -141,8 +141,12 @@ class HostTarget(Target):
 
 
 def resolve_target(name: str | None = None, *, adb_serial: str | None = None, targets_file: str | None = None,
-                   protocol=None) -> Target:
-    """``host`` (the default), a name from ``targets.yaml``, or an adb serial."""
+                   protocol=None, **kwargs) -> Target:
+    """``host`` (the default), a name from ``targets.yaml``, or an adb serial.
+
+    Extra keywords (e.g. ``benchmark_binary``) go to the adb kind; ``None`` values are dropped.
+    """
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if adb_serial or (name and name != "host"):
         if "adb" not in TARGET_KINDS:
             try:
@@ -150,7 +154,10 @@ def resolve_target(name: str | None = None, *, adb_serial: str | None = None, ta
             except ImportError as e:
                 raise TargetError(f"adb targets are unavailable here ({e})") from None
         return TARGET_KINDS["adb"].resolve(name=name, adb_serial=adb_serial, targets_file=targets_file,
-                                           protocol=protocol)
+                                           protocol=protocol, **kwargs)
+    if kwargs:
+        raise EdgeeasUsageError(f"{', '.join('--' + k.replace('_', '-') for k in sorted(kwargs))} "
+                                f"applies to adb targets only, not to the host target")
     return HostTarget(protocol=protocol)
 
 
