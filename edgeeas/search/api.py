@@ -1,0 +1,197 @@
+"""One search interface: ``find_arch(strategy, ctx, superclasses, budget, **opts)``.
+
+Strategies register by decorator (timm's ``register_model`` habit) and all see the same
+:class:`SearchContext`: one supernet, one cost model (and its slot-cost table), one fitness
+protocol (held-out accuracy, measured or predicted).  A strategy is a function::
+
+    @register_strategy("name")
+    def name(ctx, superclasses: list[int], budget: float, num_classes: int, *, opt=...) -> Proposal
+
+returning the architecture (which must fit ``budget``), its fitness score if it computed one,
+and how many architectures it scored.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import EdgeeasError, EdgeeasUsageError
+from ..space import Arch
+from .budget import Budget, check_feasible, parse_budget
+from .cost import CostTable, cost_identity, cost_unit
+from .fitness import AccuracyData, AccuracyPredictor, Evaluator, encode, sample_archs, supernet_fingerprint
+
+__all__ = ["STRATEGIES", "register_strategy", "SearchContext", "SearchResult", "Proposal", "find_arch"]
+
+STRATEGIES: dict[str, Callable] = {}
+
+
+def register_strategy(name: str):
+    def deco(fn):
+        if name in STRATEGIES:
+            raise ValueError(f"search strategy {name!r} registered twice")
+        STRATEGIES[name] = fn
+        fn.strategy_name = name
+        return fn
+    return deco
+
+
+@dataclass
+class Proposal:
+    arch: Arch
+    score: float | None = None      # fitness (accuracy %, measured or predicted), if computed
+    evaluations: int = 0            # architectures scored
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class SearchResult:
+    arch: Arch
+    predicted_cost: float           # in the cost model's unit (ms or M)
+    score: float | None             # the strategy's fitness estimate (accuracy %), None if it used none
+    seconds: float                  # wall time of the whole search, one-time predictor data included
+    evaluations: int
+    strategy: str = ""
+    budget: float = 0.0
+    unit: str = "ms"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"strategy": self.strategy, "arch": str(self.arch), "predicted_cost": round(self.predicted_cost, 5),
+                "budget": self.budget, "unit": self.unit,
+                "score": None if self.score is None else round(self.score, 3),
+                "seconds": round(self.seconds, 6), "evaluations": self.evaluations, **self.extra}
+
+
+class SearchContext:
+    """Everything the strategies share.
+
+    ``fitness`` is ``"predictor"`` (default; the accuracy predictor trained on
+    ``predictor_samples`` measured subnets per scenario, cached in ``cache_dir``) or
+    ``"direct"`` (every candidate measured on the held-out images)."""
+
+    def __init__(self, supernet, ds, cost, *, cost_name: str | None = None, generator=None,
+                 cache_dir: str | Path | None = None, recal_images: int = 500, val_images: int = 500,
+                 predictor_samples: int = 200, fitness: str = "predictor", seed: int = 0, log=None):
+        self.supernet, self.ds, self.cost = supernet, ds, cost
+        self.space = supernet.space
+        self.table = CostTable(cost, self.space)
+        self.unit = cost_unit(cost)
+        self.cost_name = cost_name or cost_identity(cost, self.space)["name"]
+        self.generator = generator
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.evaluator = Evaluator(supernet, ds, recal_images=recal_images, val_images=val_images, seed=seed)
+        self.predictor_samples = predictor_samples
+        self.fitness = fitness
+        self.seed = seed
+        self.log = log or (lambda m: None)
+        self._data: AccuracyData | None = None
+        self._predictor: tuple[int, AccuracyPredictor] | None = None
+
+    # ---- scenarios ---------------------------------------------------------------------
+    def superclass_ids(self, superclasses) -> list[int]:
+        if isinstance(superclasses, (str, int)):
+            superclasses = [superclasses]
+        ids = sorted({s if isinstance(s, int) else self.ds.superclass_id(s) for s in superclasses})
+        if not ids:
+            raise EdgeeasUsageError("a scenario needs at least one superclass")
+        bad = [s for s in ids if not 0 <= s < self.ds.num_superclasses]
+        if bad:
+            raise EdgeeasUsageError(f"superclass id {bad[0]} out of range 0..{self.ds.num_superclasses - 1}")
+        return ids
+
+    def num_classes(self, superclasses: list[int]) -> int:
+        return sum(len(self.ds.classes_of(s)) for s in superclasses)
+
+    def describe(self, superclasses: list[int]) -> str:
+        what = "MAdds" if self.unit == "M" else f"target {self.cost_name}"
+        return f"{what}, {'+'.join(self.ds.superclasses[s] for s in superclasses)}"
+
+    # ---- fitness -----------------------------------------------------------------------
+    def fitness_fn(self, superclasses: list[int], mode: str | None = None) -> Callable[[list[Arch]], list[float]]:
+        mode = mode or self.fitness
+        if mode == "direct":
+            return lambda archs: [self.evaluator.accuracy(a, superclasses) for a in archs]
+        if mode == "predictor":
+            pred = self.predictor(superclasses)
+            n_sup = self.ds.num_superclasses
+
+            def score(archs):
+                import torch
+
+                with torch.no_grad():
+                    x = encode(archs, [superclasses] * len(archs), self.space, n_sup)
+                    return (100.0 * pred(x)).tolist()
+            return score
+        raise EdgeeasUsageError(f"unknown fitness {mode!r}; expected 'predictor' or 'direct'")
+
+    def accuracy_data(self) -> AccuracyData:
+        if self._data is None:
+            import hashlib
+            import json
+
+            key = {"supernet": supernet_fingerprint(self.supernet), **self.evaluator.protocol()}
+            h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+            path = self.cache_dir / f"accuracy-{h}.jsonl" if self.cache_dir else None
+            self._data = AccuracyData(path, key)
+        return self._data
+
+    def predictor(self, superclasses: list[int]) -> AccuracyPredictor:
+        """Measure what is missing of this scenario's ``predictor_samples`` subnets (cached on
+        disk), then (re)train the predictor on every record measured so far."""
+        data = self.accuracy_data()
+        names = tuple(self.ds.superclasses[s] for s in superclasses)
+        todo = [a for a in sample_archs(self.space, self.predictor_samples, self.seed) if not data.has(a, names)]
+        if todo:
+            self.log(f"measuring {len(todo)} subnets on {'+'.join(names)} for the accuracy predictor")
+        for i, a in enumerate(todo):
+            data.add(a, names, self.evaluator.accuracy(a, superclasses))
+            if (i + 1) % 10 == 0:
+                data.save()
+        if todo:
+            data.save()
+        if self._predictor is None or self._predictor[0] != len(data.records):
+            import torch
+
+            recs = data.records
+            archs = [self.space.parse(r["arch"]) for r in recs]
+            scen = [[self.ds.superclass_id(n) for n in r["superclasses"]] for r in recs]
+            x = encode(archs, scen, self.space, self.ds.num_superclasses)
+            y = torch.tensor([r["acc"] / 100.0 for r in recs], dtype=torch.float32)
+            model = AccuracyPredictor(x.shape[1])
+            rmse = model.fit(x, y, seed=self.seed)
+            self.log(f"accuracy predictor: {len(recs)} measured subnets, training RMSE {rmse:.2f} points")
+            self._predictor = (len(recs), model)
+        return self._predictor[1]
+
+
+def find_arch(strategy: str, ctx: SearchContext, superclasses, budget, **opts) -> SearchResult:
+    """The best architecture ``strategy`` finds for (``superclasses``, ``budget``).
+
+    ``superclasses``: names or ids (one or several); ``budget``: a :class:`Budget` or its string
+    (``20ms``, ``8M``).  Raises a one-line error for an unknown strategy or option, an unknown
+    superclass, a budget of the wrong kind or outside the feasible range."""
+    if strategy not in STRATEGIES:
+        raise EdgeeasUsageError(f"unknown search strategy {strategy!r}; expected one of: {', '.join(sorted(STRATEGIES))}")
+    fn = STRATEGIES[strategy]
+    params = [p for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY]
+    unknown = sorted(set(opts) - {p.name for p in params})
+    if unknown:
+        raise EdgeeasUsageError(f"strategy {strategy!r} has no option {unknown[0]!r}; its options: "
+                                f"{', '.join(p.name for p in params) or 'none'}")
+    b = budget if isinstance(budget, Budget) else parse_budget(budget)
+    sc = ctx.superclass_ids(superclasses)
+    nc = ctx.num_classes(sc)
+    value = check_feasible(b, ctx.table, nc, ctx.describe(sc))
+    t0 = time.perf_counter()
+    prop = fn(ctx, sc, value, nc, **opts)
+    seconds = time.perf_counter() - t0
+    ctx.space.validate(prop.arch)
+    pred = float(ctx.cost.predict(prop.arch, nc))
+    if pred > value * (1 + 1e-9):
+        raise EdgeeasError(f"internal error: strategy {strategy!r} returned {prop.arch} costing {pred:.4f}{ctx.unit}, "
+                           f"over the budget {b}")
+    return SearchResult(prop.arch, pred, prop.score, seconds, prop.evaluations, strategy, value, ctx.unit, prop.extra)

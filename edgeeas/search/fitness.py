@@ -1,0 +1,182 @@
+"""Fitness of an architecture for a scenario: measured, or predicted (as once-for-all does).
+
+*Measured* ("direct"): BN statistics recalibrated on the scenario's training images, then
+accuracy with the head restricted to the scenario's fine classes, on a **held-out** part of
+the training images (never the test set: the search must not see what reports are made on).
+The held-out part is a seeded split per superclass; the generator trains on the rest.
+
+*Predicted*: a small MLP on a one-hot encoding of the architecture (depth per stage, expand
+and kernel per active slot) and the scenario's superclasses, trained on measured accuracies
+of sampled subnets.  Measurements are cached in a JSON-lines file keyed by the supernet, the
+dataset and the evaluation protocol, so they are made once and reused by every search.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..evaluate import predict, recalibrate_bn
+from ..space import Arch, SearchSpace
+from ..utils import atomic_write_text
+
+__all__ = ["Evaluator", "encode", "AccuracyPredictor", "AccuracyData", "supernet_fingerprint"]
+
+
+def supernet_fingerprint(supernet) -> str:
+    """Hash of every tensor of the supernet's state (weights and BN buffers) and its space."""
+    h = hashlib.sha256(json.dumps(supernet.space.to_dict(), sort_keys=True).encode())
+    for k, v in sorted(supernet.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class Evaluator:
+    """Seeded held-out split of the training images, and measured scenario accuracy."""
+
+    def __init__(self, supernet, ds, *, recal_images: int = 500, val_images: int = 500, seed: int = 0):
+        self.supernet, self.ds = supernet, ds
+        self.recal_images, self.val_images, self.seed = recal_images, val_images, seed
+        self._split: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._memo: dict[tuple[str, tuple[int, ...]], float] = {}
+        self.measurements = 0
+
+    def protocol(self) -> dict:
+        return {"recal_images": self.recal_images, "val_images": self.val_images, "seed": self.seed,
+                "dataset": self.ds.fingerprint}
+
+    def split(self, superclass: int) -> tuple[np.ndarray, np.ndarray]:
+        """(fit indices, held-out indices) of one superclass's training images."""
+        if superclass not in self._split:
+            idx = self.ds.indices("train", [superclass])
+            perm = np.random.default_rng([self.seed, 7919, superclass]).permutation(idx)
+            n_val = min(self.val_images, len(idx) // 2)
+            self._split[superclass] = (np.sort(perm[n_val:]), np.sort(perm[:n_val]))
+        return self._split[superclass]
+
+    def fit_indices(self, superclasses: list[int]) -> np.ndarray:
+        return np.concatenate([self.split(s)[0] for s in superclasses])
+
+    def classes(self, superclasses: list[int]) -> list[int]:
+        return sorted(c for s in superclasses for c in self.ds.classes_of(s))
+
+    def recal(self, superclasses: list[int]) -> np.ndarray:
+        pool = self.fit_indices(superclasses)
+        rng = np.random.default_rng([self.seed, 104729, *superclasses])
+        return self.ds.train.images[np.sort(rng.choice(pool, min(self.recal_images, len(pool)), replace=False))]
+
+    def accuracy(self, arch: Arch, superclasses: list[int]) -> float:
+        """Held-out accuracy (%) of ``arch`` among the scenario's fine classes."""
+        key = (str(arch), tuple(sorted(superclasses)))
+        if key not in self._memo:
+            classes = self.classes(superclasses)
+            sub = self.supernet.subnet(arch).restrict_head(classes)
+            recalibrate_bn(sub, self.recal(list(key[1])))
+            val = np.concatenate([self.split(s)[1] for s in key[1]])
+            logits = predict(sub, self.ds.train.images[val])
+            target = torch.as_tensor(np.searchsorted(classes, self.ds.train.labels[val]))
+            self._memo[key] = 100.0 * (logits.argmax(1) == target).float().mean().item()
+            self.measurements += 1
+        return self._memo[key]
+
+
+def encode(archs: list[Arch], scenarios: list[list[int]], space: SearchSpace, n_superclasses: int) -> torch.Tensor:
+    """One-hot depth per stage, one-hot expand and kernel per active slot (zeros for inactive
+    slots), and the scenario's multi-hot superclass vector."""
+    S, D = space.num_stages, space.max_depth
+    nd, ne, nk = len(space.depths), len(space.expands), len(space.kernels)
+    width = S * nd + S * D * (ne + nk) + n_superclasses
+    x = np.zeros((len(archs), width), dtype=np.float32)
+    for r, (a, sc) in enumerate(zip(archs, scenarios)):
+        i = 0
+        for s, blocks in enumerate(a.blocks_per_stage()):
+            x[r, s * nd + space.depths.index(a.depths[s])] = 1
+            for b, (k, e) in enumerate(blocks):
+                base = S * nd + (s * D + b) * (ne + nk)
+                x[r, base + space.expands.index(e)] = 1
+                x[r, base + ne + space.kernels.index(k)] = 1
+                i += 1
+        for c in sc:
+            x[r, width - n_superclasses + c] = 1
+    return torch.from_numpy(x)
+
+
+class AccuracyPredictor(nn.Module):
+    """once-for-all's accuracy predictor, sized down: MLP(one-hot arch + superclasses) -> acc."""
+
+    def __init__(self, in_features: int, hidden: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 1))
+        self.register_buffer("offset", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1) + self.offset
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 300, lr: float = 1e-3, seed: int = 0,
+            weight_decay: float = 1e-4) -> float:
+        """Full-batch Adam on MSE of accuracy fractions; returns the final training RMSE (%)."""
+        torch.manual_seed(seed)
+        for m in self.net:
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
+        self.offset.fill_(float(y.mean()))
+        opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
+        self.train()
+        for _ in range(epochs):
+            opt.zero_grad()
+            loss = ((self(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+        self.eval()
+        with torch.no_grad():
+            return 100.0 * float(((self(x) - y) ** 2).mean().sqrt())
+
+
+class AccuracyData:
+    """Measured (arch, superclasses, accuracy %) records in a JSON-lines file, rewritten
+    atomically (a crash never leaves half a line)."""
+
+    def __init__(self, path: Path | None, meta: dict):
+        self.path, self.meta = path, meta
+        self.records: list[dict] = []
+        if path is not None and path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict) and "arch" in rec and "acc" in rec:
+                    self.records.append(rec)
+        self._have = {(r["arch"], tuple(r["superclasses"])) for r in self.records}
+
+    def has(self, arch: Arch, names: tuple[str, ...]) -> bool:
+        return (str(arch), names) in self._have
+
+    def add(self, arch: Arch, names: tuple[str, ...], acc: float) -> None:
+        self.records.append({"arch": str(arch), "superclasses": list(names), "acc": round(acc, 4)})
+        self._have.add((str(arch), names))
+
+    def save(self) -> None:
+        if self.path is not None:
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+
+
+def sample_archs(space: SearchSpace, n: int, seed: int) -> list[Arch]:
+    """The fixed sequence of architectures the predictor is trained on (same for every
+    scenario, so measurements of one superclass inform the others): extremes first."""
+    rng = random.Random(f"{seed}:predictor-archs")
+    out = [space.smallest(), space.largest(), space.middle()]
+    seen = {str(a) for a in out}
+    while len(out) < n:
+        a = space.sample(rng)
+        if str(a) not in seen:
+            seen.add(str(a))
+            out.append(a)
+    return out[:n]

@@ -1,0 +1,394 @@
+"""The architecture generator: (superclasses, budget) -> architecture in one forward pass.
+
+**Model.** An MLP maps a multi-hot superclass vector and the budget, normalized to [0, 1]
+over the feasible range of the cost model for that scenario's head, to logits for every
+decision: depth per stage (3 options), expand and kernel per slot (3 options each, 5 stages x 4
+slots; slots beyond a stage's depth are ignored).
+
+**Training** (:func:`train_generator`), one readable loop, every step seeded by (seed, step):
+
+1. Draw a scenario (one superclass, sometimes 2-3) and a budget uniform in its feasible range,
+   plus ``cost_batch`` more scenarios for the budget term only (they cost no network forward).
+2. Sample a straight-through Gumbel-softmax one-hot per decision: forward value exactly one-hot
+   (the sampled architecture), backward the softmax's gradient.
+3. Accuracy term: cross-entropy of the frozen supernet on a batch of the scenario's training
+   images (its held-out part excluded), head restricted to the scenario's classes.  It is made
+   differentiable in the architecture GDAS-style: only the sampled path is computed, and each
+   block's contribution is scaled by its straight-through weights, which are 1.0 forward::
+
+       residual block:      x <- x + a_b * w_e * w_k * (block(x) - x)
+       first block of stage: x <- w_e * w_k * block(x)
+
+   ``w_e``/``w_k`` are the sampled options' one-hot entries, ``a_b`` = sum of the depth one-hot
+   over depths that keep slot ``b`` (1 or 0 forward).  Slots beyond the sampled depth are still
+   computed (with ``a_b`` = 0 they leave ``x`` unchanged) so that dL/da_b, the linearised gain
+   of making the stage deeper, reaches the deeper depth options; their expand and kernel get no
+   gradient (multiplied by a_b = 0).  The supernet's BN layers run in train mode on the batch's
+   statistics: that is what BN recalibration estimates for this subnet on this scenario's
+   images, with no stale running statistics; it works on a private copy, so the caller's
+   supernet is never modified.
+4. Budget term, differentiable and exact in expectation: with the softmax probabilities
+   ``p``, E[cost] = fixed + sum_{s,b} P(slot b active) * p_e^T C[s,b] p_k, where C is the cost
+   table (:class:`~edgeeas.search.cost.CostTable`).  With r = E[cost] / budget the penalty is
+   ``lat_weight * relu(r - 1) + util_weight * relu(1 - r)``: steep above the budget, gentle
+   below (so the generator spends its budget rather than undershooting).
+5. Adam on the generator only; Gumbel temperature annealed from ``tau_start`` to ``tau_end``.
+
+**Inference** (:meth:`Generator.generate`): one batched forward pass, argmax per decision, and a
+repair step (:meth:`CostTable.repair`) that shrinks the choice losing the least
+log-probability per unit of cost saved until the predicted cost fits, so every output meets
+its budget.
+
+A saved generator (``generator-<target>.pt``) records the supernet's fingerprint, the space,
+the cost model's identity (name and table fingerprint) and the superclass names; loading it
+against anything else is a one-line error.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import EdgeeasError
+from ..space import Arch, SearchSpace
+from ..utils import atomic_torch_save, atomic_write_text, command_line, versions
+from .cost import CostTable, Genome, cost_identity
+from .fitness import Evaluator, supernet_fingerprint
+
+__all__ = ["GeneratorConfig", "ArchGenerator", "Generator", "GeneratorError", "train_generator",
+           "load_generator", "save_generator", "FORMAT"]
+
+FORMAT = "edgeeas-generator/1"
+
+
+class GeneratorError(EdgeeasError):
+    """A generator file is missing, unreadable, or made for another supernet / target."""
+
+
+@dataclass
+class GeneratorConfig:
+    steps: int = 2000
+    batch_size: int = 48           # images per step for the accuracy term
+    cost_batch: int = 64           # extra scenarios per step for the budget term only
+    lr: float = 2e-3
+    hidden: int = 256
+    acc_weight: float = 1.0
+    lat_weight: float = 10.0
+    util_weight: float = 1.0
+    tau_start: float = 2.0
+    tau_end: float = 0.3
+    multi_prob: float = 0.2        # share of scenarios with 2-3 superclasses
+    seed: int = 0
+    checkpoint_every: int = 100
+    threads: int = 0
+    val_images: int = 500          # held-out training images per superclass (not trained on)
+
+
+class ArchGenerator(nn.Module):
+    def __init__(self, space: SearchSpace, n_superclasses: int, hidden: int = 256):
+        super().__init__()
+        self.S, self.D = space.num_stages, space.max_depth
+        self.nd, self.ne, self.nk = len(space.depths), len(space.expands), len(space.kernels)
+        self.n_superclasses = n_superclasses
+        out = self.S * self.nd + self.S * self.D * (self.ne + self.nk)
+        self.net = nn.Sequential(nn.Linear(n_superclasses + 1, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out))
+        nn.init.zeros_(self.net[-1].weight)  # start from uniform choices
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, multi_hot: torch.Tensor, budget01: torch.Tensor):
+        z = self.net(torch.cat([multi_hot, 2 * budget01[:, None] - 1], 1))
+        B, S, D = z.shape[0], self.S, self.D
+        i = S * self.nd
+        ld = z[:, :i].view(B, S, self.nd)
+        le = z[:, i:i + S * D * self.ne].view(B, S, D, self.ne)
+        lk = z[:, i + S * D * self.ne:].view(B, S, D, self.nk)
+        return ld, le, lk
+
+
+def expected_cost(table_t: torch.Tensor, active: torch.Tensor, fixed: torch.Tensor, ld, le, lk) -> torch.Tensor:
+    """E[cost] under the softmax probabilities (B,): exact, since cost is a sum over slots."""
+    pd, pe, pk = ld.softmax(-1), le.softmax(-1), lk.softmax(-1)
+    p_active = pd @ active                                    # B,S,D
+    block = torch.einsum("bsde,sdek,bsdk->bsd", pe, table_t, pk)
+    return fixed + (p_active * block).sum((1, 2))
+
+
+class Generator:
+    """A trained :class:`ArchGenerator` with its cost table: scenarios -> architectures."""
+
+    def __init__(self, model: ArchGenerator, space: SearchSpace, table: CostTable, superclasses: list[str],
+                 classes_per_superclass: list[int], meta: dict | None = None):
+        self.model, self.space, self.table = model.eval(), space, table
+        self.superclasses = list(superclasses)
+        self.classes_per_superclass = list(classes_per_superclass)
+        self.meta = meta or {}
+
+    def _inputs(self, scenarios: list[list[int]], budgets: list[float]):
+        n = len(scenarios)
+        mh = torch.zeros(n, len(self.superclasses))
+        b01 = torch.zeros(n)
+        for i, (sc, b) in enumerate(zip(scenarios, budgets)):
+            mh[i, list(sc)] = 1
+            lo, hi = self.table.bounds(self._nc(sc))
+            b01[i] = min(max((b - lo) / max(hi - lo, 1e-12), 0.0), 1.0)
+        return mh, b01
+
+    def _nc(self, sc) -> int:
+        return sum(self.classes_per_superclass[s] for s in sc)
+
+    @torch.no_grad()
+    def generate(self, scenarios: list[list[int]], budgets: list[float], repair: bool = True) -> list[Arch]:
+        """One forward pass for all scenarios (superclass ids, budget in the cost unit), argmax,
+        then the repair step, so every architecture's predicted cost is <= its budget."""
+        mh, b01 = self._inputs(scenarios, budgets)
+        ld, le, lk = self.model(mh, b01)
+        lpd, lpe, lpk = ld.log_softmax(-1).numpy(), le.log_softmax(-1).numpy(), lk.log_softmax(-1).numpy()
+        d, e, k = lpd.argmax(-1), lpe.argmax(-1), lpk.argmax(-1)
+        out = []
+        for i, sc in enumerate(scenarios):
+            g = Genome(d[i].tolist(), e[i].tolist(), k[i].tolist())
+            if repair:
+                g = self.table.repair(g, budgets[i], self._nc(sc), logp=(lpd[i], lpe[i], lpk[i]))
+            out.append(g.to_arch(self.space))
+        return out
+
+
+# ---- training -----------------------------------------------------------------------------
+def _st_gumbel(logits: torch.Tensor, tau: float, gen: torch.Generator) -> torch.Tensor:
+    """Straight-through Gumbel-softmax with seeded noise: one-hot forward, soft gradient."""
+    u = torch.rand(logits.shape, generator=gen).clamp_(1e-10, 1 - 1e-10)
+    soft = ((logits - torch.log(-torch.log(u))) / tau).softmax(-1)
+    hard = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
+    return hard - soft.detach() + soft
+
+
+def _st_forward(net, x: torch.Tensor, wd, we, wk, space: SearchSpace) -> torch.Tensor:
+    """The supernet's features along the sampled path, each block scaled by its ST weights."""
+    x = net.stem(x)
+    for s, stage in enumerate(net.stages):
+        for b, blk in enumerate(stage):
+            a = sum(wd[s, i] for i, d in enumerate(space.depths) if d > b)
+            ei, ki = int(we[s, b].argmax()), int(wk[s, b].argmax())
+            blk.set_active(space.expands[ei], space.kernels[ki])
+            y = blk(x)
+            w = we[s, b, ei] * wk[s, b, ki]
+            x = x + (a * w) * (y - x) if blk.residual else (a * w) * y
+    return x
+
+
+def _scenario(rng: random.Random, table: CostTable, n_sup: int, cps: list[int], multi_prob: float):
+    k = 1 if rng.random() >= multi_prob else rng.choice((2, 3))
+    sc = sorted(rng.sample(range(n_sup), k))
+    nc = sum(cps[s] for s in sc)
+    lo, hi = table.bounds(nc)
+    return sc, nc, rng.uniform(lo, hi)
+
+
+def train_generator(supernet, ds, cost, cfg: GeneratorConfig | None = None, *, cost_name: str | None = None,
+                    out: str | os.PathLike | None = None, resume: bool = False, progress: bool = False,
+                    log=None) -> Generator:
+    """Train a generator for ``cost`` against the frozen ``supernet`` on ``ds``'s training images.
+
+    With ``out``, checkpoints ``<out>.ckpt`` atomically every ``cfg.checkpoint_every`` steps (a
+    rerun with ``resume=True`` continues the same step sequence) and writes the generator to
+    ``out`` at the end.  ``cfg.acc_weight = 0`` trains on the budget term alone (no images).
+    """
+    cfg = cfg or GeneratorConfig()
+    log = log or (lambda m: None)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    space = supernet.space
+    table = CostTable(cost, space)
+    ident = cost_identity(cost, space, cost_name)
+    net_fp = supernet_fingerprint(supernet)
+    n_sup = ds.num_superclasses
+    cps = [len(ds.classes_of(s)) for s in range(n_sup)]
+    torch.manual_seed(cfg.seed)
+    model = ArchGenerator(space, n_sup, cfg.hidden)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start, history = 0, []
+    identity = {"supernet_fingerprint": net_fp, "cost": ident, "superclasses": list(ds.superclasses),
+                "space": space.to_dict()}
+    ckpt = Path(f"{out}.ckpt") if out else None
+    if ckpt is not None and ckpt.exists():
+        if not resume:
+            raise GeneratorError(f"an unfinished generator run is at {ckpt}: rerun with --resume, or delete it")
+        ck = _load(ckpt, "generator checkpoint")
+        for key in ("supernet_fingerprint", "cost", "superclasses", "space"):
+            if ck.get(key) != identity[key]:
+                raise GeneratorError(f"{ckpt} was started with another {key.replace('_', ' ')}; delete it to start over")
+        model.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        start, history = int(ck["step"]), list(ck.get("history", []))
+        log(f"resuming {ckpt} at step {start}/{cfg.steps}")
+
+    # A private frozen copy: BN runs on batch statistics and must not touch the caller's net.
+    net = None
+    evaluator = Evaluator(supernet, ds, val_images=cfg.val_images, seed=cfg.seed)
+    pools = {}
+    if cfg.acc_weight > 0:
+        net = copy.deepcopy(supernet).train()
+        net.requires_grad_(False)
+    table_t = torch.as_tensor(table.table, dtype=torch.float32)
+    active = torch.as_tensor(table.active, dtype=torch.float32)
+
+    def save_ckpt(step: int) -> None:
+        if ckpt is not None:
+            atomic_torch_save({"format": FORMAT + "-ckpt", **identity, "state_dict": model.state_dict(),
+                               "optimizer": opt.state_dict(), "step": step, "config": asdict(cfg),
+                               "history": history}, ckpt)
+            _write_history(Path(f"{out}.csv"), history)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=start, desc="generator", unit="step", dynamic_ncols=True)
+    t0 = time.time()
+    model.train()
+    for step in range(start, cfg.steps):
+        rng = random.Random(f"{cfg.seed}:generator:{step}")
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        frac = step / max(cfg.steps - 1, 1)
+        tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** frac
+        scen = [_scenario(rng, table, n_sup, cps, cfg.multi_prob) for _ in range(1 + cfg.cost_batch)]
+        mh = torch.zeros(len(scen), n_sup)
+        b01 = torch.zeros(len(scen))
+        budgets = torch.zeros(len(scen))
+        fixed = torch.zeros(len(scen))
+        for i, (sc, nc, b) in enumerate(scen):
+            mh[i, sc] = 1
+            lo, hi = table.bounds(nc)
+            b01[i] = (b - lo) / max(hi - lo, 1e-12)
+            budgets[i], fixed[i] = b, table.fixed(nc)
+        ld, le, lk = model(mh, b01)
+        exp = expected_cost(table_t, active, fixed, ld, le, lk)
+        r = exp / budgets
+        lat = (cfg.lat_weight * F.relu(r - 1) + cfg.util_weight * F.relu(1 - r)).mean()
+        ce = torch.zeros(())
+        if cfg.acc_weight > 0:
+            sc, nc, _ = scen[0]
+            key = tuple(sc)
+            if key not in pools:
+                pools[key] = evaluator.fit_indices(sc)
+            np_rng = np.random.default_rng([cfg.seed, step])
+            idx = np_rng.choice(pools[key], min(cfg.batch_size, len(pools[key])), replace=False)
+            from ..train import augment
+
+            x = augment(ds.train.images[idx], np_rng)
+            classes = evaluator.classes(sc)
+            y = torch.as_tensor(np.searchsorted(classes, ds.train.labels[idx]))
+            wd, we, wk = (_st_gumbel(t[0], tau, gen) for t in (ld, le, lk))
+            feats = _st_forward(net, x, wd, we, wk, space)
+            logits = net.head(feats)[:, classes]
+            ce = F.cross_entropy(logits, y)
+        loss = cfg.acc_weight * ce + lat
+        if not torch.isfinite(loss):
+            raise GeneratorError(f"generator training diverged at step {step} (loss {loss.item()}); "
+                                 f"try a smaller --lr")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        rec = {"step": step + 1, "loss": round(loss.item(), 5), "ce": round(ce.item(), 5),
+               "ratio": round(r.mean().item(), 4), "over": round((r > 1).float().mean().item(), 4),
+               "tau": round(tau, 4)}
+        history.append(rec)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(ce=f"{rec['ce']:.3f}", ratio=f"{rec['ratio']:.3f}")
+        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            save_ckpt(step + 1)
+    if bar is not None:
+        bar.close()
+    model.eval()
+    meta = {"config": asdict(cfg), "steps_done": cfg.steps, "seconds": round(time.time() - t0, 1),
+            "history_tail": history[-20:], "versions": versions(), "command": command_line(),
+            "dataset": ds.name, "dataset_fingerprint": ds.fingerprint, "classes_per_superclass": cps}
+    g = Generator(model, space, table, list(ds.superclasses), cps, {**identity, **meta})
+    if out is not None:
+        save_generator(g, out)
+        _write_history(Path(f"{out}.csv"), history)
+        if ckpt is not None and ckpt.exists():
+            ckpt.unlink()
+    return g
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    if not history:
+        return
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(history[0]))
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_text(path, buf.getvalue())
+
+
+# ---- files --------------------------------------------------------------------------------
+def save_generator(g: Generator, path: str | os.PathLike) -> None:
+    m = g.model
+    atomic_torch_save({"format": FORMAT, "state_dict": m.state_dict(),
+                       "model": {"n_superclasses": m.n_superclasses, "hidden": m.net[0].out_features},
+                       **{k: g.meta[k] for k in ("supernet_fingerprint", "cost", "superclasses", "space")},
+                       "meta": {k: v for k, v in g.meta.items()
+                                if k not in ("supernet_fingerprint", "cost", "superclasses", "space")}},
+                      path)
+
+
+def _load(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise GeneratorError(f"no {what} at {path}: train one with `edgeeas train generator`")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise GeneratorError(f"{path} is not a readable {what} ({str(e).splitlines()[0][:160]})") from None
+    if not isinstance(ck, dict) or not str(ck.get("format", "")).startswith(FORMAT):
+        raise GeneratorError(f"{path} is not an edgeeas {what} (format "
+                             f"{ck.get('format') if isinstance(ck, dict) else type(ck).__name__!r}, expected {FORMAT!r})")
+    return ck
+
+
+def load_generator(path: str | os.PathLike, supernet, cost, ds=None, cost_name: str | None = None) -> Generator:
+    """Load ``path`` for use with ``supernet`` and ``cost`` (and ``ds``'s superclasses);
+    a generator made for another supernet, target/table or dataset is a one-line error."""
+    path = Path(path)
+    ck = _load(path, "generator")
+    space = supernet.space
+    if ck.get("space") != space.to_dict():
+        raise GeneratorError(f"{path} was trained for search space {ck.get('space', {}).get('name')!r}, "
+                             f"this supernet uses {space.name!r}")
+    have = cost_identity(cost, space, cost_name)
+    want = ck.get("cost", {})
+    if (want.get("kind"), want.get("fingerprint")) != (have["kind"], have["fingerprint"]):
+        raise GeneratorError(
+            f"{path} was trained for cost model {want.get('name')!r} ({want.get('kind')}, table "
+            f"{want.get('fingerprint')}), not {have['name']!r} ({have['kind']}, table {have['fingerprint']}); "
+            f"train one with `edgeeas train generator --{'madds' if have['kind'] == 'madds' else 'target ' + have['name']}`")
+    fp = supernet_fingerprint(supernet)
+    if ck.get("supernet_fingerprint") != fp:
+        raise GeneratorError(f"{path} was trained against another supernet (fingerprint "
+                             f"{ck.get('supernet_fingerprint')}, this one is {fp}); retrain it with "
+                             f"`edgeeas train generator --supernet ...`")
+    if ds is not None and list(ck.get("superclasses", [])) != list(ds.superclasses):
+        raise GeneratorError(f"{path} was trained on superclasses {ck.get('superclasses', [])[:3]}..., "
+                             f"the dataset has {list(ds.superclasses)[:3]}...")
+    spec = ck.get("model", {})
+    model = ArchGenerator(space, int(spec["n_superclasses"]), int(spec["hidden"]))
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except (RuntimeError, KeyError) as e:
+        raise GeneratorError(f"{path}: generator weights do not fit ({str(e).splitlines()[0][:160]})") from None
+    meta = {**ck.get("meta", {}), **{k: ck[k] for k in ("supernet_fingerprint", "cost", "superclasses", "space")}}
+    cps = meta.get("classes_per_superclass") or [5] * len(ck["superclasses"])
+    return Generator(model, space, CostTable(cost, space), list(ck["superclasses"]), cps, meta)
