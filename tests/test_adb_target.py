@@ -172,7 +172,7 @@ def test_benchmark_binary_mode(peer, models, tmp_path, caplog):
     binary.write_text("#!/bin/sh\nout=$(python3 edgeeas/runner.py \"$@\"); rc=$?\n"
                       "printf '%s\\n' \"$out\" | grep -v '^EDGEEAS_'; exit $rc\n")
     binary.chmod(0o644)  # the target must make it executable on the device
-    t = resolve_target(adb_serial=peer.serial, protocol=FAST, benchmark_binary=str(binary))
+    t = AdbTarget.resolve(adb_serial=peer.serial, protocol=FAST, benchmark_binary=str(binary))
     res = t.measure_many(models[:2])
     for m in res.values():
         assert m.runs_us == () and m.count == 5 and m.median_ms > 0 and m.p90_ms >= m.median_ms
@@ -183,7 +183,7 @@ def test_benchmark_binary_mode(peer, models, tmp_path, caplog):
     assert sum(REMOTE_BINARY + " --graph=" in ln for ln in lines) == 2
     # pushed once: a second target finds the same binary
     caplog.clear()
-    resolve_target(adb_serial=peer.serial, protocol=FAST, benchmark_binary=str(binary)).measure_many(models[:1])
+    AdbTarget.resolve(adb_serial=peer.serial, protocol=FAST, benchmark_binary=str(binary)).measure_many(models[:1])
     assert not [ln for ln in adb_lines(caplog) if " push " in ln]
 
 
