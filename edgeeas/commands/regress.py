@@ -1,0 +1,95 @@
+"""``edgeeas regress``: latency and accuracy of models on a device farm, against a baseline."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+class _UsageExit(click.ClickException):
+    """A bad farm/baseline file or an unusable setup: one line on stderr, exit 2."""
+
+    exit_code = 2
+
+
+@click.command("regress")
+@click.option("--farm", "farm_path", default="farm.yaml", show_default=True,
+              help="devices (host, adb serials, host:port, targets.yaml names) and models")
+@click.option("--baseline", "baseline_path", default="baseline.json", show_default=True,
+              help="baseline JSON to compare with (or to write with --update-baseline)")
+@click.option("--update-baseline", is_flag=True, help="measure and write a new baseline (atomically) instead of checking")
+@click.option("--out", "out_dir", default="regress-out", show_default=True,
+              help="report folder: junit.xml, regress.json, report.html")
+@click.option("--latency-tol", default=0.10, show_default=True, type=click.FloatRange(0),
+              help="relative latency tolerance before widening by the measured spread")
+@click.option("--spread-weight", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="k in allowed = latency-tol + k (spread_base + spread_now)")
+@click.option("--accuracy-tol", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="allowed accuracy drop, percentage points")
+@click.option("--confirm", default=1, show_default=True, type=click.IntRange(0),
+              help="re-measurements of a suspected latency regression before it is reported")
+@click.option("--repeats", default=None, type=click.IntRange(1),
+              help="measurements per model, the middle one kept (default: 3 with --update-baseline, else 1)")
+@click.option("--jobs", default=0, type=click.IntRange(0), help="devices measured at once (0: all)")
+@click.option("--data", default=None, help="CIFAR-100 for models with a manifest (default: farm.yaml `data`, "
+                                           "$EDGEEAS_DATA, ./data)")
+@click.option("--retries", default=1, show_default=True, type=click.IntRange(0),
+              help="retries of a device that drops out")
+@click.option("--quiet", is_flag=True, help="print only the verdict and warnings")
+def regress(farm_path, baseline_path, update_baseline, out_dir, latency_tol, spread_weight, accuracy_tol, confirm,
+            repeats, jobs, data, retries, quiet):
+    """Check every device x model of FARM against BASELINE; write JUnit XML, JSON and HTML reports.
+
+    \b
+    Exit status: 0 all checks pass, 1 a regression (latency or accuracy),
+    2 a usage or infrastructure error (bad file, unreachable device: never a pass).
+    2 wins over 1: a run that could not reach a device is not a complete check.
+    \b
+      edgeeas regress --farm farm.yaml --baseline baseline.json --update-baseline
+      edgeeas regress --farm farm.yaml --baseline baseline.json --out regress-out
+    """
+    from ..errors import EdgeeasError
+    from ..regress import RegressUsageError, Tolerances, load_farm, run_regress, write_baseline, write_reports
+    from ..utils import command_line
+
+    def say(msg: str) -> None:
+        if not quiet:
+            click.echo(msg, err=True)
+
+    try:
+        tol = Tolerances(latency_rel=latency_tol, spread_weight=spread_weight, accuracy_pp=accuracy_tol,
+                         confirm=confirm)
+        farm = load_farm(farm_path)
+        res = run_regress(farm, baseline_path, update=update_baseline, tolerances=tol, jobs=jobs, repeats=repeats,
+                          data=data, retries=retries, log_fn=say, command=command_line())
+    except RegressUsageError as e:
+        raise _UsageExit(str(e)) from None
+    except EdgeeasError as e:  # target resolution, adb unavailable: infrastructure
+        raise _UsageExit(" ".join(str(e).split())) from None
+    if res.warnings:
+        click.echo("!" * 78, err=True)
+        for w in res.warnings:
+            click.echo(f"WARNING: {w}", err=True)
+        click.echo("!" * 78, err=True)
+    for c in res.cases:
+        if c.status in ("fail", "error"):
+            click.echo(f"{c.status.upper()}: {c.message}", err=True)
+    paths = write_reports(res, out_dir)
+    code = res.exit_code
+    n = res.counts()
+    if update_baseline:
+        if code == 0:
+            try:
+                write_baseline(res, baseline_path)
+            except EdgeeasError as e:
+                raise _UsageExit(str(e)) from None
+            click.echo(f"baseline written to {baseline_path}: {len(res.devices)} device(s) x {len(res.models)} "
+                       f"model(s); report {paths['html']}")
+        else:
+            click.echo(f"baseline NOT written: {n['error']} error(s); report {paths['html']}", err=True)
+    else:
+        verdict = {0: "PASS", 1: "REGRESSION", 2: "ERROR"}[code]
+        click.echo(f"{verdict}: {n['pass']} passed, {n['fail']} failed, {n['error']} errors "
+                   f"({len(res.devices)} device(s) x {len(res.models)} model(s), {res.seconds:.1f} s); "
+                   f"junit {paths['junit']}, report {paths['html']}")
+    sys.exit(code)
