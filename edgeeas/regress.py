@@ -140,7 +140,7 @@ class Tolerances:
     latency_rel: float = 0.10      # relative, before widening
     spread_weight: float = 1.0     # k in allowed = latency_rel + k (s_base + s_now)
     accuracy_pp: float = 1.0       # absolute, percentage points
-    confirm: int = 1               # re-measurements of a suspected latency regression
+    confirm: int = 2               # re-measurements of a suspected latency regression
 
     def __post_init__(self):
         if not (self.latency_rel >= 0 and self.spread_weight >= 0 and self.accuracy_pp >= 0 and self.confirm >= 0):
@@ -820,6 +820,7 @@ def _plots(res: RegressResult) -> list[tuple[str, str]]:
     by = {(c.device, c.model, c.metric): c for c in res.cases}
     # 1. latency per device: baseline vs now, bar = statistic, error bar up to p90, tick = allowed
     fig, axes = plt.subplots(1, len(devs), figsize=(max(4.5, 0.9 * len(models) + 2) * len(devs), 3.6), squeeze=False)
+    fig.subplots_adjust(wspace=0.25)
     for ax, d in zip(axes[0], devs):
         run = res.devices[d]
         bdev = (res.baseline or {}).get("devices", {}).get(d, {}).get("models", {})
@@ -843,7 +844,8 @@ def _plots(res: RegressResult) -> list[tuple[str, str]]:
             elif res.devices[d].error:
                 ax.text(i, 0, "error", ha="center", va="bottom", color="#d64545", fontsize=8, rotation=90)
         ax.set_xticks(x, [_short(m) for m in models], rotation=30, ha="right", fontsize=7)
-        ax.set_ylabel(f"latency ms ({(run.protocol or {}).get('statistic', 'median')}; bar to p90)")
+        if ax is axes[0][0]:
+            ax.set_ylabel(f"latency ms ({(run.protocol or {}).get('statistic', 'median')}; bar to p90)")
         ax.set_title(f"{d}" + ("  [DEVICE ERROR]" if run.error else ""), fontsize=9,
                      color="#d64545" if run.error else "k")
         ax.legend(fontsize=7, loc="upper left")
@@ -853,12 +855,16 @@ def _plots(res: RegressResult) -> list[tuple[str, str]]:
         fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(models) * len(devs) + 2), 3.2))
         w = 0.8 / len(devs)
         for j, d in enumerate(devs):
-            vals, cols = [], []
+            vals, edges = [], []
             for m in models:
                 c = by.get((d, m, "accuracy"))
                 vals.append(c.details.get("delta_pp", 0.0) if c and c.status in ("pass", "fail") else np.nan)
-                cols.append("#d64545" if c and c.status == "fail" else "C%d" % j)
-            ax.bar(np.arange(len(models)) + (j - (len(devs) - 1) / 2) * w, vals, w, color=cols, label=d)
+                edges.append("#d64545" if c and c.status == "fail" else "none")
+            bars = ax.bar(np.arange(len(models)) + (j - (len(devs) - 1) / 2) * w, vals, w, color="C%d" % j,
+                          label=d, edgecolor=edges, linewidth=2)
+            for bar, v, edge in zip(bars, vals, edges):
+                if edge != "none":
+                    bar.set_hatch("//")
         ax.axhline(-res.tolerances.accuracy_pp, color="k", ls="--", lw=1, label="tolerance")
         ax.axhline(0, color="#555", lw=0.6)
         ax.set_xticks(np.arange(len(models)), [_short(m) for m in models], rotation=30, ha="right", fontsize=7)

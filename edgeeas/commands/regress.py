@@ -26,7 +26,7 @@ class _UsageExit(click.ClickException):
               help="k in allowed = latency-tol + k (spread_base + spread_now)")
 @click.option("--accuracy-tol", default=1.0, show_default=True, type=click.FloatRange(0),
               help="allowed accuracy drop, percentage points")
-@click.option("--confirm", default=1, show_default=True, type=click.IntRange(0),
+@click.option("--confirm", default=2, show_default=True, type=click.IntRange(0),
               help="re-measurements of a suspected latency regression before it is reported")
 @click.option("--repeats", default=None, type=click.IntRange(1),
               help="measurements per model, the middle one kept (default: 3 with --update-baseline, else 1)")
