@@ -122,6 +122,20 @@ def bench_transport(tmp: Path, pushes: int, echoes: int, size_mb: int) -> dict:
                 else:
                     assert dev.shell("echo hi").stdout == "hi\n"
                 t_echo[who].append(time.perf_counter() - t0)
+        # Experiment: the same echo with TCP_NODELAY on android_runner's socket.  adb-shell writes a
+        # message's 24-byte header and its payload in two send()s; with Nagle on, the second waits
+        # for the peer's delayed ACK (~40 ms on Linux).  Reaches into adb-shell's internals.
+        import socket
+
+        dev._adb._io_manager._transport._connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t_nodelay = []
+        for _ in range(echoes):
+            t0 = time.perf_counter()
+            assert dev.shell("echo hi").stdout == "hi\n"
+            t_nodelay.append(time.perf_counter() - t0)
+        out["android_runner_tcp_nodelay_experiment"] = {
+            "echo_round_trip_ms_median": r(statistics.median(t_nodelay) * 1e3, 2),
+            "how": "Device.shell('echo hi') after setsockopt(TCP_NODELAY) on the open adb-shell socket"}
         dev.close()
         for who in ("android_runner", "adb"):
             if not t_push[who]:
