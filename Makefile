@@ -38,3 +38,12 @@ pretrain: install
 
 clean:
 	rm -rf $(VENV) *.egg-info
+
+# Regression check of farm.yaml's devices x models against baseline.json (reports in regress-out/).
+# Record the baseline once with REGRESS_ARGS=--update-baseline.
+REGRESS_ARGS ?=
+regress:
+	@if [ ! -f farm.yaml ]; then echo "edgeeas regress: no farm.yaml here: copy farm.example.yaml to farm.yaml and list your devices and models (docs/regress.md)" >&2; exit 2; fi
+	@if [ ! -f baseline.json ] && [ -z "$(findstring --update-baseline,$(REGRESS_ARGS))" ]; then echo "edgeeas regress: no baseline.json: record one with 'make regress REGRESS_ARGS=--update-baseline' (docs/regress.md)" >&2; exit 2; fi
+	$(BIN)/edgeeas regress --farm farm.yaml --baseline baseline.json --out regress-out $(REGRESS_ARGS)
+.PHONY: regress

@@ -23,7 +23,9 @@ class _UsageExit(click.ClickException):
 @click.option("--latency-tol", default=0.10, show_default=True, type=click.FloatRange(0),
               help="relative latency tolerance before widening by the measured spread")
 @click.option("--spread-weight", default=1.0, show_default=True, type=click.FloatRange(0),
-              help="k in allowed = latency-tol + k (spread_base + spread_now)")
+              help="k in allowed = latency-tol + k (min(spread_base, cap) + min(spread_now, cap))")
+@click.option("--spread-cap", default=0.10, show_default=True, type=click.FloatRange(0),
+              help="one measurement's spread widens the tolerance by at most this much")
 @click.option("--accuracy-tol", default=1.0, show_default=True, type=click.FloatRange(0),
               help="allowed accuracy drop, percentage points")
 @click.option("--confirm", default=2, show_default=True, type=click.IntRange(0),
@@ -36,7 +38,7 @@ class _UsageExit(click.ClickException):
 @click.option("--retries", default=1, show_default=True, type=click.IntRange(0),
               help="retries of a device that drops out")
 @click.option("--quiet", is_flag=True, help="print only the verdict and warnings")
-def regress(farm_path, baseline_path, update_baseline, out_dir, latency_tol, spread_weight, accuracy_tol, confirm,
+def regress(farm_path, baseline_path, update_baseline, out_dir, latency_tol, spread_weight, spread_cap, accuracy_tol, confirm,
             repeats, jobs, data, retries, quiet):
     """Check every device x model of FARM against BASELINE; write JUnit XML, JSON and HTML reports.
 
@@ -57,7 +59,7 @@ def regress(farm_path, baseline_path, update_baseline, out_dir, latency_tol, spr
             click.echo(msg, err=True)
 
     try:
-        tol = Tolerances(latency_rel=latency_tol, spread_weight=spread_weight, accuracy_pp=accuracy_tol,
+        tol = Tolerances(latency_rel=latency_tol, spread_weight=spread_weight, spread_cap=spread_cap, accuracy_pp=accuracy_tol,
                          confirm=confirm)
         farm = load_farm(farm_path)
         res = run_regress(farm, baseline_path, update=update_baseline, tolerances=tol, jobs=jobs, repeats=repeats,
