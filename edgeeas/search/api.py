@@ -75,7 +75,8 @@ class SearchContext:
 
     def __init__(self, supernet, ds, cost, *, cost_name: str | None = None, generator=None,
                  cache_dir: str | Path | None = None, recal_images: int = 500, val_images: int = 500,
-                 predictor_samples: int = 200, fitness: str = "predictor", seed: int = 0, log=None):
+                 predictor_samples: int = 200, predictor_epochs: int = 300, fitness: str = "predictor",
+                 seed: int = 0, log=None):
         self.supernet, self.ds, self.cost = supernet, ds, cost
         self.space = supernet.space
         self.table = CostTable(cost, self.space)
@@ -85,6 +86,7 @@ class SearchContext:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.evaluator = Evaluator(supernet, ds, recal_images=recal_images, val_images=val_images, seed=seed)
         self.predictor_samples = predictor_samples
+        self.predictor_epochs = predictor_epochs
         self.fitness = fitness
         self.seed = seed
         self.log = log or (lambda m: None)
@@ -162,7 +164,7 @@ class SearchContext:
             x = encode(archs, scen, self.space, self.ds.num_superclasses)
             y = torch.tensor([r["acc"] / 100.0 for r in recs], dtype=torch.float32)
             model = AccuracyPredictor(x.shape[1])
-            rmse = model.fit(x, y, seed=self.seed)
+            rmse = model.fit(x, y, epochs=self.predictor_epochs, seed=self.seed)
             self.log(f"accuracy predictor: {len(recs)} measured subnets, training RMSE {rmse:.2f} points")
             self._predictor = (len(recs), model)
         return self._predictor[1]

@@ -142,6 +142,7 @@ class CostTable:
         self.table = t
         self._rows = t.tolist()
         self._fixed: dict[int, float] = {}
+        self._bounds: dict[int, tuple[float, float]] = {}
         # active[i, b] = 1 if depth index i keeps slot b
         self.active = np.array([[1.0 if d > b else 0.0 for b in range(D)] for d in space.depths])
 
@@ -189,7 +190,10 @@ class CostTable:
 
     def bounds(self, num_classes: int = 5) -> tuple[float, float]:
         """(cheapest, dearest) cost of any architecture with a ``num_classes``-way head."""
-        return self.genome_cost(self.min_genome(), num_classes), self.genome_cost(self.max_genome(), num_classes)
+        if num_classes not in self._bounds:
+            self._bounds[num_classes] = (self.genome_cost(self.min_genome(), num_classes),
+                                         self.genome_cost(self.max_genome(), num_classes))
+        return self._bounds[num_classes]
 
     # ---- repair ------------------------------------------------------------------------
     def repair(self, g: Genome, budget: float, num_classes: int = 5, logp=None,
@@ -279,9 +283,13 @@ def load_cost(space: SearchSpace, target: str | None = None, madds: bool = False
         raise CostModelError(f"target {target!r} has no latency table in {directory}: run "
                              f"`edgeeas bench --target {target}` first, or use a MAdds budget")
     try:
-        return LatencyPredictor.load(directory), target
+        pred = LatencyPredictor.load(directory)
     except EdgeeasError:
         raise
     except (OSError, ValueError, KeyError) as e:
         raise CostModelError(f"cannot load the latency predictor of target {target!r} from "
                              f"{directory}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if getattr(pred, "space", space) != space:
+        raise CostModelError(f"the latency table of target {target!r} is for search space "
+                             f"{pred.space.name!r}, the supernet uses {space.name!r}: rerun `edgeeas bench --target {target}`")
+    return pred, target

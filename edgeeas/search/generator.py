@@ -116,9 +116,10 @@ class ArchGenerator(nn.Module):
         return ld, le, lk
 
 
-def expected_cost(table_t: torch.Tensor, active: torch.Tensor, fixed: torch.Tensor, ld, le, lk) -> torch.Tensor:
-    """E[cost] under the softmax probabilities (B,): exact, since cost is a sum over slots."""
-    pd, pe, pk = ld.softmax(-1), le.softmax(-1), lk.softmax(-1)
+def expected_cost(table_t: torch.Tensor, active: torch.Tensor, fixed: torch.Tensor, pd, pe, pk) -> torch.Tensor:
+    """E[cost] (B,) under per-decision probabilities ``pd`` (B,S,nd), ``pe`` (B,S,D,ne) and
+    ``pk`` (B,S,D,nk); exact, since a cost is a sum over slots.  With one-hots it is the cost
+    of that architecture."""
     p_active = pd @ active                                    # B,S,D
     block = torch.einsum("bsde,sdek,bsdk->bsd", pe, table_t, pk)
     return fixed + (p_active * block).sum((1, 2))
@@ -272,9 +273,12 @@ def train_generator(supernet, ds, cost, cfg: GeneratorConfig | None = None, *, c
             b01[i] = (b - lo) / max(hi - lo, 1e-12)
             budgets[i], fixed[i] = b, table.fixed(nc)
         ld, le, lk = model(mh, b01)
-        exp = expected_cost(table_t, active, fixed, ld, le, lk)
-        r = exp / budgets
-        lat = (cfg.lat_weight * F.relu(r - 1) + cfg.util_weight * F.relu(1 - r)).mean()
+        # Budget term on the expected cost, and on the cost of the sampled architectures
+        # (straight-through), which as tau falls approach the argmax that inference emits.
+        wd, we, wk = (_st_gumbel(t, tau, gen) for t in (ld, le, lk))
+        r = expected_cost(table_t, active, fixed, ld.softmax(-1), le.softmax(-1), lk.softmax(-1)) / budgets
+        rs = expected_cost(table_t, active, fixed, wd, we, wk) / budgets
+        lat = sum((cfg.lat_weight * F.relu(q - 1) + cfg.util_weight * F.relu(1 - q)).mean() for q in (r, rs)) / 2
         ce = torch.zeros(())
         if cfg.acc_weight > 0:
             sc, nc, _ = scen[0]
@@ -288,8 +292,7 @@ def train_generator(supernet, ds, cost, cfg: GeneratorConfig | None = None, *, c
             x = augment(ds.train.images[idx], np_rng)
             classes = evaluator.classes(sc)
             y = torch.as_tensor(np.searchsorted(classes, ds.train.labels[idx]))
-            wd, we, wk = (_st_gumbel(t[0], tau, gen) for t in (ld, le, lk))
-            feats = _st_forward(net, x, wd, we, wk, space)
+            feats = _st_forward(net, x, wd[0], we[0], wk[0], space)
             logits = net.head(feats)[:, classes]
             ce = F.cross_entropy(logits, y)
         loss = cfg.acc_weight * ce + lat

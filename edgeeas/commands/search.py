@@ -1,0 +1,94 @@
+"""``edgeeas search``: one scenario, one strategy, the architecture it finds."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..cli import DATA_HELP
+
+
+def _strategy_names():
+    return ["generator", "evolution", "random", "uniform"]
+
+
+@click.command("search")
+@click.option("--strategy", "-s", required=True, type=click.Choice(_strategy_names()),
+              help="generator (one forward pass), evolution (once-for-all style), random, uniform (shrinking)")
+@click.option("--superclass", "superclasses", required=True, multiple=True,
+              help="superclass of the scenario (repeat for a scenario with several)")
+@click.option("--budget", required=True, help="20ms, 500us (latency on --target) or 8M (millions of MAdds)")
+@click.option("--target", default="host", show_default=True, help="latency target for ms/us budgets")
+@click.option("--supernet", "supernet_arg", default=None, metavar="RUN_OR_PT",
+              help="run directory or supernet checkpoint (default: runs/default)")
+@click.option("--generator", "generator_path", default=None,
+              help="generator file (default: the supernet's run directory/generator-<target>.pt)")
+@click.option("--data", default=None, help=DATA_HELP)
+@click.option("--fitness", default="predictor", show_default=True, type=click.Choice(["predictor", "direct"]),
+              help="accuracy predictor trained on measured subnets, or direct held-out evaluation")
+@click.option("--evaluations", default=500, show_default=True, type=click.IntRange(1),
+              help="fitness evaluations (evolution; random search samples as many)")
+@click.option("--population", default=100, show_default=True, type=click.IntRange(2), help="evolution population")
+@click.option("--predictor-samples", default=200, show_default=True, type=click.IntRange(3),
+              help="measured subnets per scenario for the accuracy predictor (cached next to the supernet)")
+@click.option("--recal-images", default=500, show_default=True, type=click.IntRange(1))
+@click.option("--val-images", default=500, show_default=True, type=click.IntRange(1),
+              help="held-out training images per superclass for measured accuracy")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threads", default=0, type=click.IntRange(0))
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def search(strategy, superclasses, budget, target, supernet_arg, generator_path, data, fitness, evaluations,
+           population, predictor_samples, recal_images, val_images, seed, threads, as_json):
+    """Find an architecture for one scenario (superclasses + budget) with one strategy.
+
+    \b
+      edgeeas search -s generator --superclass vehicles_1 --budget 20ms
+      edgeeas search -s evolution --superclass vehicles_1 --budget 8M --fitness direct
+    Prints the architecture, its predicted cost, its estimated accuracy (the strategy's
+    fitness, or measured on held-out training images) and the time the search took.
+    """
+    import json
+
+    import torch
+
+    from ..checkpoint import load_supernet
+    from ..data import load_dataset
+    from ..search import SearchContext, find_arch, load_cost, load_generator, parse_budget
+    from .generator import resolve_supernet
+
+    if threads:
+        torch.set_num_threads(threads)
+    b = parse_budget(budget)
+    pt = resolve_supernet(supernet_arg)
+    net, _ = load_supernet(pt)
+    cost, cost_name = load_cost(net.space, target=None if b.unit == "M" else target, madds=b.unit == "M")
+    ds = load_dataset(data)
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    ctx = SearchContext(net, ds, cost, cost_name=cost_name, cache_dir=pt.parent, recal_images=recal_images,
+                        val_images=val_images, predictor_samples=predictor_samples, fitness=fitness, seed=seed,
+                        log=log)
+    opts = {}
+    if strategy == "generator":
+        gp = Path(generator_path) if generator_path else pt.parent / f"generator-{cost_name.replace(':', '_')}.pt"
+        opts["generator"] = load_generator(gp, net, cost, ds, cost_name)
+    elif strategy == "evolution":
+        opts.update(evaluations=evaluations, population=min(population, evaluations))
+    elif strategy == "random":
+        opts.update(samples=evaluations)
+    res = find_arch(strategy, ctx, list(superclasses), b, **opts)
+    sc = ctx.superclass_ids(list(superclasses))
+    measured = ctx.evaluator.accuracy(res.arch, sc)
+    out = {**res.to_dict(), "budget": str(b), "cost_model": cost_name, "superclasses": list(superclasses),
+           "heldout_accuracy": round(measured, 2)}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    unit = res.unit
+    est = f"{res.score:.2f}% (fitness: {res.extra.get('fitness', '?')})" if res.score is not None else "n/a"
+    click.echo(f"architecture:       {res.arch}")
+    click.echo(f"predicted cost:     {res.predicted_cost:.3f}{unit} (budget {b}, {cost_name}, "
+               f"{100 * res.predicted_cost / res.budget:.1f}% used)")
+    click.echo(f"estimated accuracy: {est}")
+    click.echo(f"held-out accuracy:  {measured:.2f}% (BN recalibrated, {'+'.join(superclasses)} training images "
+               f"not used in search)")
+    click.echo(f"search time:        {res.seconds:.4f} s, {res.evaluations} evaluations")

@@ -1,0 +1,188 @@
+"""Budgets, cost models, repair, and every search strategy on the tiny supernet and real data."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from edgeeas.search import (STRATEGIES, BudgetError, CostTable, Genome, InfeasibleBudget, MaddsCost,
+                            SearchContext, find_arch, parse_budget, train_generator, GeneratorConfig)
+from edgeeas.space import DEFAULT_SPACE as SPACE
+
+
+class ToyLatency:
+    """A latency-like cost model with the LatencyPredictor protocol (not proportional to MAdds)."""
+
+    name = "toy"
+
+    def block_ms(self, spec):
+        return 0.02 + spec.madds / 2e7 + 0.01 * spec.kernel * (spec.stride == 2) + 0.004 * spec.expand
+
+    def fixed_ms(self, num_classes=5):
+        return 0.3 + 0.001 * num_classes
+
+    def predict(self, arch, num_classes=5):
+        return self.fixed_ms(num_classes) + sum(self.block_ms(s) for s in SPACE.block_specs(arch))
+
+
+# ---- budgets ------------------------------------------------------------------------------
+@pytest.mark.parametrize("text,kind,value", [("20ms", "latency_ms", 20.0), ("500us", "latency_ms", 0.5),
+                                             ("12.5ms", "latency_ms", 12.5), ("8M", "madds", 8.0),
+                                             ("0.5M", "madds", 0.5), (" 7ms ", "latency_ms", 7.0)])
+def test_parse_budget(text, kind, value):
+    b = parse_budget(text)
+    assert (b.kind, b.value) == (kind, pytest.approx(value))
+    assert parse_budget(str(b)) == b
+
+
+@pytest.mark.parametrize("text,hint", [("20", "ambiguous"), ("20 ms", "no space"), ("-5ms", "negative"),
+                                       ("0.02s", "20ms"), ("abc", "not a number"), ("1e9ms", "exponent"),
+                                       ("0ms", "greater than zero"), ("8m", "unknown unit"), ("", "empty"),
+                                       ("20msec", "not a number"), ("nanms", "not a number")])
+def test_bad_budgets_are_one_line(text, hint):
+    with pytest.raises(BudgetError) as e:
+        parse_budget(text)
+    msg = str(e.value)
+    assert "\n" not in msg and hint in msg and "20ms, 500us" in msg
+
+
+def test_feasibility_names_the_range():
+    table = CostTable(MaddsCost(SPACE), SPACE)
+    lo, hi = table.bounds(5)
+    assert lo == pytest.approx(MaddsCost(SPACE).predict(SPACE.smallest()))
+    assert hi == pytest.approx(MaddsCost(SPACE).predict(SPACE.largest()))
+    from edgeeas.search import check_feasible
+
+    for text, word in (("300M", "above"), ("1M", "below")):
+        with pytest.raises(InfeasibleBudget, match=rf"{word} the feasible range 4\.84M\.\.24\.31M for MAdds, x \(5 classes\)"):
+            check_feasible(parse_budget(text), table, 5, "MAdds, x")
+    with pytest.raises(InfeasibleBudget, match="is a latency but this cost model counts MAdds"):
+        check_feasible(parse_budget("20ms"), table, 5, "MAdds")
+    toy = CostTable(ToyLatency(), SPACE)
+    with pytest.raises(InfeasibleBudget, match="counts MAdds but this cost model measures latency"):
+        check_feasible(parse_budget("8M"), toy, 5, "target toy")
+    lo, hi = toy.bounds(10)
+    assert check_feasible(parse_budget(f"{(lo + hi) / 2:.4f}ms"), toy, 10) == pytest.approx((lo + hi) / 2, abs=1e-4)
+
+
+# ---- cost models ----------------------------------------------------------------------------
+@pytest.mark.parametrize("cost", [MaddsCost(SPACE), ToyLatency()], ids=["madds", "toy"])
+def test_cost_table_matches_the_protocol(cost):
+    table = CostTable(cost, SPACE)
+    rng = random.Random(0)
+    for _ in range(100):
+        a = SPACE.sample(rng)
+        nc = rng.choice((5, 10, 15))
+        assert table.arch_cost(a, nc) == pytest.approx(cost.predict(a, nc), rel=1e-9)
+    lo, hi = table.bounds(5)
+    costs = [cost.predict(SPACE.sample(rng)) for _ in range(300)]
+    assert lo <= min(costs) and max(costs) <= hi
+
+
+def test_madds_cost_counts_exactly():
+    cost = MaddsCost(SPACE)
+    for a in (SPACE.smallest(), SPACE.middle(), SPACE.largest()):
+        assert cost.predict(a, SPACE.num_classes) * 1e6 == pytest.approx(SPACE.madds(a))
+
+
+@pytest.mark.parametrize("cost", [MaddsCost(SPACE), ToyLatency()], ids=["madds", "toy"])
+def test_repair_always_fits(cost):
+    table = CostTable(cost, SPACE)
+    rng = random.Random(1)
+    for i in range(300):
+        g = Genome.sample(SPACE, rng)
+        nc = rng.choice((5, 10))
+        lo, hi = table.bounds(nc)
+        budget = rng.uniform(lo, hi) if i % 10 else lo
+        fixed = table.repair(g, budget, nc, rng=rng if i % 2 else None)
+        assert cost.predict(fixed.to_arch(SPACE), nc) <= budget + 1e-12
+        if table.genome_cost(g, nc) <= budget:
+            assert fixed.to_arch(SPACE) == g.to_arch(SPACE)
+
+
+# ---- strategies -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def net(tiny_run):
+    from edgeeas.checkpoint import load_supernet
+
+    return load_supernet(tiny_run / "supernet.pt")[0]
+
+
+@pytest.fixture(scope="module")
+def ctx(net, cifar, tmp_path_factory):
+    return SearchContext(net, cifar, MaddsCost(net.space), cache_dir=tmp_path_factory.mktemp("cache"),
+                         recal_images=64, val_images=40, predictor_samples=6, predictor_epochs=40)
+
+
+@pytest.fixture(scope="module")
+def budget_only_generator(net, cifar):
+    return train_generator(net, cifar, MaddsCost(net.space),
+                           GeneratorConfig(steps=40, acc_weight=0.0, cost_batch=16, checkpoint_every=0))
+
+
+TINY_OPTS = {"evolution": {"population": 6, "evaluations": 14}, "random": {"samples": 5},
+             "uniform": {}, "generator": {}}
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_strategy_returns_a_feasible_arch(name, ctx, budget_only_generator):
+    assert set(STRATEGIES) == set(TINY_OPTS), "give a new strategy tiny options here"
+    opts = dict(TINY_OPTS[name])
+    if name == "generator":
+        opts["generator"] = budget_only_generator
+    lo, hi = ctx.table.bounds(5)
+    res = find_arch(name, ctx, ["vehicles_1"], f"{(lo + hi) / 2:.3f}M", **opts)
+    SPACE.validate(res.arch)
+    assert res.predicted_cost <= res.budget
+    assert res.predicted_cost == pytest.approx(MaddsCost(SPACE).predict(res.arch, 5))
+    assert res.seconds >= 0 and res.strategy == name
+    if name in ("evolution", "random"):
+        assert res.evaluations == (14 if name == "evolution" else 5)
+        assert 0 <= res.score <= 100
+
+
+def test_uniform_is_the_dearest_uniform_arch_that_fits(ctx):
+    res = find_arch("uniform", ctx, "vehicles_1", "12M")
+    a = res.arch
+    assert len(set(a.kernels)) == len(set(a.expands)) == len(set(a.depths)) == 1
+    fitting = [ctx.table.arch_cost(SPACE.uniform(d, e, k), 5) for d in SPACE.depths for e in SPACE.expands
+               for k in SPACE.kernels]
+    assert res.predicted_cost == pytest.approx(max(c for c in fitting if c <= 12.0))
+    depth_only = find_arch("uniform", ctx, "vehicles_1", "20M", family="depth").arch
+    assert set(depth_only.kernels) == {7} and set(depth_only.expands) == {6}
+
+
+def test_direct_fitness_reports_a_real_measurement(ctx, cifar):
+    res = find_arch("random", ctx, ["fish", "flowers"], "9M", samples=3, fitness="direct")
+    acc = ctx.evaluator.accuracy(res.arch, [cifar.superclass_id("fish"), cifar.superclass_id("flowers")])
+    assert res.score == pytest.approx(acc)
+    assert 0 <= acc <= 100
+
+
+def test_predictor_measurements_are_cached_and_reused(net, cifar, ctx, tmp_path):
+    find_arch("evolution", ctx, ["people"], "10M", population=4, evaluations=8)
+    files = list(ctx.cache_dir.glob("accuracy-*.jsonl"))
+    assert len(files) == 1
+    recs = [json.loads(line) for line in files[0].read_text().splitlines()]
+    assert sum(r["superclasses"] == ["people"] for r in recs) == 6
+    again = SearchContext(net, cifar, MaddsCost(net.space), cache_dir=ctx.cache_dir, recal_images=64,
+                          val_images=40, predictor_samples=6, predictor_epochs=40)
+    find_arch("evolution", again, ["people"], "10M", population=4, evaluations=8)
+    assert again.evaluator.measurements == 0
+
+
+def test_search_errors_are_one_line(ctx):
+    from edgeeas.errors import EdgeeasError, EdgeeasUsageError
+
+    cases = [(("annealing", ctx, "fish", "8M"), {}, "expected one of: evolution, generator, random, uniform"),
+             (("random", ctx, "fish", "8M"), {"population": 3}, "has no option 'population'"),
+             (("random", ctx, "spaceships", "8M"), {}, "unknown superclass 'spaceships'; expected one of: aquatic_mammals"),
+             (("uniform", ctx, "fish", "300M"), {}, "feasible range"),
+             (("generator", ctx, "fish", "8M"), {}, "needs a trained generator")]
+    for args, kw, msg in cases:
+        with pytest.raises(EdgeeasError) as e:
+            find_arch(*args, **kw)
+        assert msg in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(EdgeeasUsageError):
+        find_arch("uniform", ctx, "fish", "20ms")
