@@ -20,6 +20,16 @@ from edgeeas.space import DEFAULT_SPACE as SPACE
 from test_search import ToyLatency
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a small loaded machine two threads per process thrash (20x slower)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 @pytest.fixture(scope="module")
 def net(tiny_run):
     from edgeeas.checkpoint import load_supernet

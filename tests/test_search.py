@@ -26,6 +26,16 @@ class ToyLatency:
         return self.fixed_ms(num_classes) + sum(self.block_ms(s) for s in SPACE.block_specs(arch))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a small loaded machine two threads per process thrash (20x slower)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 # ---- budgets ------------------------------------------------------------------------------
 @pytest.mark.parametrize("text,kind,value", [("20ms", "latency_ms", 20.0), ("500us", "latency_ms", 0.5),
                                              ("12.5ms", "latency_ms", 12.5), ("8M", "madds", 8.0),
