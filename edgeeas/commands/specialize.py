@@ -1,0 +1,178 @@
+"""``edgeeas specialize``, ``edgeeas deploy`` and ``edgeeas report`` (the logic is in
+``edgeeas.specialize``)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..cli import DATA_HELP
+
+__all__ = ["specialize", "deploy", "report"]
+
+STRATEGIES = ["generator", "evolution", "random", "uniform"]
+
+
+def _print_validation(v: dict) -> str:
+    budget = v.get("budget") or {}
+    b = f"{budget.get('text') or budget.get('value')}" if budget else "-"
+    status = "PASS" if v["passed"] else "FAIL: " + "; ".join(v["failures"])
+    return (f"  validated on {v['target']}: {v['latency_ms']:.3f} ms measured (budget {b}), "
+            f"int8 accuracy {v['accuracy_device_int8']:.2f}% on the target vs {v['accuracy_host_int8']:.2f}% "
+            f"on the host -> {status}")
+
+
+@click.command("specialize")
+@click.option("--target", default="host", show_default=True,
+              help="target whose latency table judges ms/us budgets, and on which --validate runs")
+@click.option("--budget", "budget_args", multiple=True,
+              help="20ms, 500us (latency on --target) or 8M (millions of MAdds); repeatable")
+@click.option("--budgets", "budget_lists", multiple=True, help="comma-separated budgets for a batch: 5ms,10ms,20ms")
+@click.option("--superclass", "superclasses", multiple=True,
+              help="superclass of a scenario (repeat for several scenarios; a+b for one scenario of two)")
+@click.option("--all-superclasses", is_flag=True, help="one scenario per superclass of the dataset")
+@click.option("--strategy", default="generator", show_default=True, type=click.Choice(STRATEGIES),
+              help="generator (one forward pass), evolution (once-for-all style), random, uniform (shrinking)")
+@click.option("--supernet", "supernet_arg", default=None, metavar="RUN_OR_PT",
+              help="run directory or supernet checkpoint (default: runs/default)")
+@click.option("--generator", "generator_path", default=None,
+              help="generator file (default: the supernet's run directory/generator-<target>.pt, "
+                   "generator-madds.pt for MAdds budgets)")
+@click.option("--data", default=None, help=DATA_HELP)
+@click.option("--out", default="out", show_default=True, help="output root: OUT/TARGET/SUPERCLASS/BUDGET/")
+@click.option("--force", is_flag=True, help="replace folders that already hold another model")
+@click.option("--validate", "do_validate", is_flag=True,
+              help="run each emitted model on the target: measured latency vs budget, accuracy vs host")
+@click.option("--recal-images", default=1000, show_default=True, type=click.IntRange(1),
+              help="scenario training images for BN recalibration")
+@click.option("--calib-images", default=256, show_default=True, type=click.IntRange(1),
+              help="scenario training images for int8 calibration")
+@click.option("--test-images", default=0, type=click.IntRange(0), help="score on the first N test images (0: all)")
+@click.option("--fitness", default="predictor", show_default=True, type=click.Choice(["predictor", "direct"]),
+              help="evolution/random: accuracy predictor (as once-for-all) or direct held-out evaluation")
+@click.option("--evaluations", default=500, show_default=True, type=click.IntRange(1),
+              help="evolution: fitness evaluations; random: samples")
+@click.option("--population", default=100, show_default=True, type=click.IntRange(2), help="evolution population")
+@click.option("--predictor-samples", default=200, show_default=True, type=click.IntRange(3),
+              help="measured subnets per superclass for the accuracy predictor (cached in the run directory)")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threads", default=0, type=click.IntRange(0), help="torch threads (0: torch's default)")
+@click.option("--quiet", is_flag=True, help="no progress bar or log lines")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON summary")
+def specialize(target, budget_args, budget_lists, superclasses, all_superclasses, strategy, supernet_arg,
+               generator_path, data, out, force, do_validate, recal_images, calib_images, test_images, fitness,
+               evaluations, population, predictor_samples, seed, threads, quiet, as_json):
+    """Emit an int8 TFLite model per scenario (superclasses + budget) into OUT/TARGET/SCENARIO/BUDGET/.
+
+    \b
+      edgeeas specialize --target host --budget 3ms --superclass vehicles_1
+      edgeeas specialize --budget 8M --superclass fish --strategy uniform
+      edgeeas specialize --all-superclasses --budgets 2ms,3ms,4ms --validate
+    Each folder holds model.tflite (int8 NHWC [1,32,32,3] in, int8 logits over the scenario's
+    classes out), model.onnx and manifest.json; it appears complete or not at all.  A folder
+    made by the same request is kept (a rerun resumes a batch); any other is refused
+    unless --force.
+    """
+    from ..errors import EdgeeasError
+    from ..specialize import SpecializeConfig, Specializer, parse_budget_list, parse_scenarios, validate_folder
+
+    budgets = parse_budget_list(list(budget_args) + list(budget_lists))  # bad budgets fail before any loading
+    if not budgets:
+        raise click.UsageError("give --budget 20ms (or --budgets 5ms,10ms,...; 8M for MAdds)")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+    cfg = SpecializeConfig(target=target, strategy=strategy, supernet=supernet_arg, generator=generator_path,
+                           data=data, out=out, force=force, recal_images=recal_images, calib_images=calib_images,
+                           test_images=test_images, fitness=fitness, evaluations=evaluations, population=population,
+                           predictor_samples=predictor_samples, seed=seed)
+    from ..data import load_dataset
+
+    scenarios = parse_scenarios(load_dataset(data), superclasses, all_superclasses, budgets)
+    sp = Specializer(cfg, log=log)
+    plans = sp.plan(scenarios)
+    bar = plans
+    if len(plans) > 1 and not quiet and not as_json:
+        from tqdm import tqdm
+
+        bar = tqdm(plans, desc="specialize", unit="scenario", dynamic_ncols=True)
+    summary, failed = [], []
+    for plan in bar:
+        m = sp.build(plan)
+        entry = {"scenario": str(plan.scenario), "folder": str(plan.dest), "status": plan.status,
+                 "arch": m.get("arch"), "predicted_latency_ms": m.get("predicted_latency_ms"),
+                 "madds_m": m.get("madds_m"), "accuracy": m.get("accuracy")}
+        if not as_json:
+            acc = m.get("accuracy", {})
+            pl = m.get("predicted_latency_ms")
+            what = "kept (same request)" if plan.status == "same" else "written"
+            click.echo(f"{plan.dest}: {what}\n  {m.get('arch')}  {m.get('madds_m'):.2f} M MAdds, "
+                       f"{m.get('params')} params" + (f", {pl:.3f} ms predicted" if pl is not None else "")
+                       + f"\n  accuracy on {acc.get('test_images')} test images: float {acc.get('host_float'):.2f}%, "
+                       f"int8 {acc.get('host_int8'):.2f}%")
+        if do_validate:
+            try:
+                v = validate_folder(plan.dest, target, data=data)
+            except EdgeeasError as e:
+                v = {"passed": False, "failures": [str(e)], "error": True}
+            entry["validation"] = {k: v.get(k) for k in ("passed", "failures", "latency_ms",
+                                                         "accuracy_device_int8", "accuracy_host_int8")}
+            if not v["passed"]:
+                failed.append(f"{plan.scenario}: {'; '.join(v['failures'])}")
+            if not as_json:
+                click.echo(_print_validation(v) if not v.get("error") else f"  validation failed: {v['failures'][0]}")
+        summary.append(entry)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(plans)} models failed validation "
+                                   f"(first: {failed[0]}); they are kept, with validation.json")
+
+
+@click.command("deploy")
+@click.option("--config", "config_path", default="deploy.yaml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="deploy.yaml (see deploy.example.yaml)")
+@click.option("--out", default=None, help="output root for the models (default: the config's 'out', else out/)")
+@click.option("--force", is_flag=True, help="replace model folders made by another request")
+@click.option("--data", default=None, help=DATA_HELP)
+@click.option("--targets-file", default=None, help="targets.yaml for named adb targets")
+@click.option("--quiet", is_flag=True)
+def deploy(config_path, out, force, data, targets_file, quiet):
+    """Specialize and validate every scenario of deploy.yaml, then push the passing models.
+
+    \b
+    adb targets: to /data/local/tmp/edgeeas/SCENARIO/BUDGET/ on the device;
+    host: copied to ./deploy/SCENARIO/BUDGET/ ('local_dir' in the config).
+    A model that fails validation is never pushed; the exit status is 1 if any failed.
+    """
+    from ..specialize import deploy as run_deploy
+
+    log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+    r = run_deploy(config_path, out=out, force=force, data=data, targets_file=targets_file, log=log,
+                   progress=not quiet)
+    for d in r["deployed"]:
+        click.echo(f"deployed  {d['scenario']}: {d['latency_ms']:.3f} ms, {d['accuracy']:.2f}% -> {d['to']}")
+    for d in r["refused"]:
+        click.echo(f"REFUSED   {d['scenario']}: {d['why']} (not pushed; see {d['folder']}/validation.json)")
+    if r["refused"]:
+        raise click.ClickException(f"{len(r['refused'])} of {len(r['refused']) + len(r['deployed'])} models "
+                                   f"failed validation and were not deployed")
+
+
+@click.command("report")
+@click.option("--target", default="host", show_default=True)
+@click.option("--out", "outs", multiple=True, help="output root(s) to collect models from (default: out)")
+@click.option("--dest", default=None, help="where report.md and pareto.png go (default: OUT/TARGET/)")
+@click.option("--measure", is_flag=True, help="validate models that have no validation.json yet")
+@click.option("--data", default=None, help=DATA_HELP)
+def report(target, outs, dest, measure, data):
+    """Pareto plot (measured latency vs accuracy, per strategy) and a Markdown report linking every model."""
+    from ..specialize import build_report
+
+    r = build_report(target, list(outs) or ["out"], Path(dest) if dest else None, measure=measure, data=data,
+                     log=lambda m: click.echo(m, err=True))
+    click.echo(f"{r['report']}: {r['models']} models, {r['validated']} validated"
+               + (f"; plot {r['plot']}" if r["plot"] else "; no measured model to plot (run with --measure)"))
