@@ -852,6 +852,10 @@ def _plots(res: RegressResult) -> list[tuple[str, str]]:
             elif res.devices[d].error:
                 ax.text(i, 0, "error", ha="center", va="bottom", color="#d64545", fontsize=8, rotation=90)
         ax.set_xticks(x, [_short(m) for m in models], rotation=30, ha="right", fontsize=7)
+        tops = [r["value_ms"] for r in list(run.latency.values()) + [v.get("latency") or {} for v in bdev.values()]
+                if r.get("value_ms")]
+        if tops:  # p90 bars of a burst-ridden run may reach 10x the median: keep the medians readable
+            ax.set_ylim(0, 1.8 * max(tops))
         if ax is axes[0][0]:
             ax.set_ylabel(f"latency ms ({(run.protocol or {}).get('statistic', 'median')}; bar to p90)")
         ax.set_title(f"{d}" + ("  [DEVICE ERROR]" if run.error else ""), fontsize=9,
