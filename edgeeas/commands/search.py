@@ -89,6 +89,6 @@ def search(strategy, superclasses, budget, target, supernet_arg, generator_path,
     click.echo(f"predicted cost:     {res.predicted_cost:.3f}{unit} (budget {b}, {cost_name}, "
                f"{100 * res.predicted_cost / res.budget:.1f}% used)")
     click.echo(f"estimated accuracy: {est}")
-    click.echo(f"held-out accuracy:  {measured:.2f}% (BN recalibrated, {'+'.join(superclasses)} training images "
-               f"not used in search)")
+    click.echo(f"held-out accuracy:  {measured:.2f}% (BN recalibrated; {'+'.join(superclasses)} held-out "
+               f"training images, {val_images} per superclass)")
     click.echo(f"search time:        {res.seconds:.4f} s, {res.evaluations} evaluations")
