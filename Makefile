@@ -32,7 +32,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # Reproduces the shipped runs/default/supernet.pt (about 1.5-2 hours on 2 idle cores); resumes if interrupted.
-PRETRAIN_ARGS := --out runs/default --epochs 6 --num-random 1 --superclass-dropout 0.5 --seed 0 --threads 1
+PRETRAIN_ARGS := --out runs/default --epochs 5 --num-random 1 --superclass-dropout 0.5 --seed 0 --threads 1
 pretrain: install
 	OMP_NUM_THREADS=1 $(BIN)/edgeeas train supernet $(PRETRAIN_ARGS) $(if $(wildcard runs/default/last.pt),--resume)
 
