@@ -253,8 +253,10 @@ class Specializer:
     # ---- identities ------------------------------------------------------------------------
     def supernet_identity(self) -> dict:
         m = self.net_meta or {}
-        return {"path": str(self.supernet_path), "fingerprint": self.net_fp,
-                "epoch": m.get("epoch"), "step": m.get("step"), "run": str(self.supernet_path.parent)}
+        if not hasattr(self, "_net_sha"):
+            self._net_sha = _sha256(self.supernet_path)
+        return {"path": str(self.supernet_path), "sha256": self._net_sha, "fingerprint": self.net_fp,
+                "epochs_done": m.get("epochs_done"), "command": m.get("command")}
 
     def dataset_identity(self) -> dict:
         return {"name": self.ds.name, "source": self.ds.source, "fingerprint": self.ds.fingerprint}
@@ -345,8 +347,13 @@ class Specializer:
                 elif self.cfg.force:
                     status = "replace"
                 else:
-                    what = (f"a model by strategy {old.get('strategy')!r} ({old.get('arch')}) made by another request"
-                            if old else "files that are not an edgeeas model")
+                    if old:
+                        was = old.get("request") or {}
+                        diff = [f"{k} {was.get(k)!r} -> {req[k]!r}" for k in req if was.get(k) != req[k]]
+                        what = (f"a model by strategy {old.get('strategy')!r} ({old.get('arch')}) made by another "
+                                f"request ({', '.join(diff[:2]) or 'incomplete folder'})")
+                    else:
+                        what = "files that are not an edgeeas model"
                     conflicts.append(f"{dest} already holds {what}")
             plans.append(Plan(sc, dest, status, req))
         if conflicts:
@@ -532,7 +539,7 @@ def find_models(out_dirs, target: str) -> list[dict]:
 
 # ---- deploy -------------------------------------------------------------------------------------
 _DEPLOY_KEYS = {"target", "strategy", "scenarios", "supernet", "generator", "data", "out", "remote_dir",
-                "local_dir", "adb_serial", "max_accuracy_gap"}
+                "local_dir", "adb_serial", "max_accuracy_gap", "recal_images", "calib_images"}
 
 
 def load_deploy_config(path: Path) -> dict:
@@ -609,7 +616,8 @@ def deploy(config_path: Path, *, out: str | None = None, force: bool = False, da
     target = str(cfg["target"])
     sc_cfg = SpecializeConfig(target=target, strategy=str(cfg["strategy"]), supernet=cfg.get("supernet"),
                               generator=cfg.get("generator"), data=data or cfg.get("data"),
-                              out=out or cfg.get("out") or "out", force=force)
+                              out=out or cfg.get("out") or "out", force=force,
+                              **{k: int(cfg[k]) for k in ("recal_images", "calib_images") if k in cfg})
     from .search import parse_budget
 
     budgets = [parse_budget(s["budget"]) for s in cfg["scenarios"]]  # bad budgets fail before any loading
@@ -735,7 +743,8 @@ def build_report(target: str, out_dirs, dest: Path | None = None, *, measure: bo
 
     lines = [f"# edgeeas models for target `{target}`", "",
              f"{len(rows)} models; {sum(1 for _, v, _ in rows if v)} validated on the target. "
-             f"Latency: measured on the target by `edgeeas validate` ({'-' if not rows else 'median'}); "
+             f"Latency: measured on the target by `edgeeas validate` "
+             f"({next((v.get('statistic') for _, v, _ in rows if v), 'median')}); "
              "accuracy: int8 on the scenario's test images.", ""]
     if groups:
         lines += [f"![Pareto plot]({rel(png)})", ""]
