@@ -47,3 +47,10 @@ regress:
 	@if [ ! -f baseline.json ] && [ -z "$(findstring --update-baseline,$(REGRESS_ARGS))" ]; then echo "edgeeas regress: no baseline.json: record one with 'make regress REGRESS_ARGS=--update-baseline' (docs/regress.md)" >&2; exit 2; fi
 	$(BIN)/edgeeas regress --farm farm.yaml --baseline baseline.json --out regress-out $(REGRESS_ARGS)
 .PHONY: regress
+
+# Specialize + validate every scenario of deploy.yaml, then push the passing models (host: ./deploy/).
+DEPLOY_ARGS ?=
+deploy: install
+	@if [ ! -f deploy.yaml ]; then echo "edgeeas deploy: no deploy.yaml here: copy deploy.example.yaml to deploy.yaml and list your target and scenarios" >&2; exit 2; fi
+	$(BIN)/edgeeas deploy --config deploy.yaml $(DEPLOY_ARGS)
+.PHONY: deploy
