@@ -45,6 +45,7 @@ __all__ = [
     "ExportError",
     "ExportInfo",
     "export_tflite_int8",
+    "export_tflite_float",
     "export_onnx",
     "tflite_info",
     "quantize_input",
@@ -119,6 +120,9 @@ def _atomic_path(path: Path, suffix: str) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode open() would
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -128,16 +132,28 @@ def _atomic_path(path: Path, suffix: str) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+class _TrainingModeNoise:
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith("Your model is converted in training mode")
+
+
 @contextlib.contextmanager
 def _quiet_litert(verbose: bool) -> Iterator[None]:
     """litert-torch prints a progress tree per conversion step; keep it unless asked."""
+    import logging
+
     key = "LITERT_TORCH_SHOW_PROGRESS"
     old = os.environ.get(key)
     if not verbose:
         os.environ[key] = "n"
+    # litert-torch warns that the graph module of an *exported* program is "in training
+    # mode": its train flag means nothing there (BN was folded at export, in eval mode).
+    noise = _TrainingModeNoise()
+    logging.getLogger().addFilter(noise)
     try:
         yield
     finally:
+        logging.getLogger().removeFilter(noise)
         if old is None:
             os.environ.pop(key, None)
         else:
@@ -366,6 +382,44 @@ def _check_int8_file(tmp: Path, out_shape, nhwc: bool, input_chw=INPUT_CHW) -> E
     if problems:
         raise ExportError("converted model is not the expected full-integer model: " + "; ".join(problems))
     return info
+
+
+def export_tflite_float(module, path, *, input_chw: tuple[int, int, int] = INPUT_CHW, nhwc: bool = True,
+                        verbose: bool = False) -> ExportInfo:
+    """The float32 TFLite twin of :func:`export_tflite_int8` (NHWC float input, float output),
+    for comparing float and int8 latency and accuracy on a device."""
+    import torch
+
+    t0 = time.perf_counter()
+    path = Path(path)
+    input_chw = tuple(int(v) for v in input_chw)
+    out_shape = _check_module(module, torch.zeros(1, *input_chw), input_chw, logits=False)
+    module = copy.deepcopy(module).eval()
+    try:
+        import litert_torch
+    except ImportError as e:
+        raise ExportError(f"TFLite export needs litert-torch (pip install -e '.[export]'): {_first_line(e)}") from e
+    out_map = len(out_shape) == 4
+    x = torch.zeros(1, *input_chw)
+    if nhwc:
+        module = litert_torch.to_channel_last_io(module, args=[0], outputs=[0] if out_map else None).eval()
+        x = x.permute(0, 2, 3, 1).contiguous()
+    with _quiet_litert(verbose), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            edge = litert_torch.convert(module, (x,))
+            with _atomic_path(path, ".tflite.tmp") as tmp:
+                edge.export(str(tmp))
+                info = _info_from_interpreter(_interpreter(tmp), tmp)
+        except ExportError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise ExportError(f"float TFLite conversion failed: {_first_line(e)}") from e
+    if info.input_dtype != "float32" or tuple(info.input_shape) != tuple(x.shape):
+        path.unlink(missing_ok=True)
+        raise ExportError(f"float model has input {info.input_dtype} {list(info.input_shape)}, "
+                          f"expected float32 {list(x.shape)}")
+    return replace(info, path=str(path), seconds=round(time.perf_counter() - t0, 3), versions=_versions())
 
 
 def export_onnx(module, path, *, opset: int = 17) -> Path:

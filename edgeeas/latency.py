@@ -1,0 +1,896 @@
+"""Latency tables and the latency predictor of a target.
+
+A **table** holds one row per distinct layer configuration of a search space, in context:
+the stem, every inverted-residual block (input size and channels, output channels, expand,
+kernel, stride, residual: :attr:`BlockSpec.key`), and the head for a few class counts.  A
+row is measured by running an int8 TFLite model of that one layer on the target::
+
+    stem                              3x32x32 -> 16x32x32
+    ir_h16_i16_o24_e6_k5_s2           16x16x16 -> 24x8x8    (one block, NHWC int8 I/O)
+    head_k5                           80x4x4 -> 5 logits
+
+The models depend on the search space only, never on the target, so they are exported once
+into a shared cache (``targets/_models/<space>-<hash>/``) that the host and every phone reuse;
+whole-subnet models for the predictor check live there too.
+
+The table is SQLite (``targets/<name>/latency.sqlite``): ``meta`` (space, protocol,
+fingerprint, created), ``rows`` and ``subnets``.  Every measured row is committed on its
+own as the target reports it, so killing ``bench`` at any moment loses no measured row and
+a rerun measures only what is missing.
+
+The **predictor** sums table rows plus a per-target overhead fitted by least squares on
+end-to-end measurements of random whole subnets::
+
+    measured(a) ~ intercept + scale * (stem + head(K) + sum(rows of a)) + per_block * blocks(a)
+
+so that, exactly, ``predict(a, K) == fixed_ms(K) + sum(block_ms(s) for s in space.block_specs(a))``
+with ``block_ms(s) = scale * row(s) + per_block`` and
+``fixed_ms(K) = intercept + scale * (stem + head(K))``.  The per-block term absorbs what a
+row measures but a block inside a network does not cost (one interpreter invocation per
+single-layer model).  Errors are reported on held-out subnets (k-fold) and stored with the
+fit in ``targets/<name>/predictor.json``, with a PNG of predicted vs measured latency.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import sqlite3
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from .errors import EdgeeasError, EdgeeasUsageError
+from .space import DEFAULT_SPACE, Arch, BlockSpec, SearchSpace
+
+__all__ = [
+    "LatencyError", "TableMismatchError", "MissingRowError", "HEAD_CLASSES", "RowSpec",
+    "table_rows", "head_key", "model_cache_dir", "row_model_path", "subnet_model_path",
+    "export_row_models", "export_subnet_models", "subnet_archs", "LatencyTable",
+    "measure_rows", "measure_subnets", "fit_predictor", "LatencyPredictor", "bench_targets",
+    "BenchReport",
+]
+
+HEAD_CLASSES = (5, 100)   # head rows measured; other class counts are interpolated
+SUBNET_CLASSES = 5        # whole subnets are checked with a one-superclass (5-way) head
+FORMAT = "edgeeas-latency/1"
+CALIB_SAMPLES = 8
+FOLDS = 5
+
+
+class LatencyError(EdgeeasError):
+    """A latency table or predictor cannot be built or read (one line)."""
+
+
+class TableMismatchError(EdgeeasUsageError):
+    """The target's table was measured for another search space or protocol."""
+
+
+class MissingRowError(LatencyError, KeyError):
+    """The table has no row for a layer the predictor was asked about."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One table row: what to export (a single layer, in context) and its key."""
+
+    key: str
+    kind: str                          # "stem" | "block" | "head"
+    input_chw: tuple[int, int, int]
+    block: BlockSpec | None = None
+    num_classes: int | None = None
+
+
+def head_key(num_classes: int) -> str:
+    return f"head_k{int(num_classes)}"
+
+
+def table_rows(space: SearchSpace = DEFAULT_SPACE, head_classes: Sequence[int] = HEAD_CLASSES) -> list[RowSpec]:
+    """Every distinct row of ``space``: stem, each block configuration in context, heads.
+
+    A block's context depends only on its stage and on whether it is the stage's first
+    block (its input size and channels follow from the stage table, not from the depths),
+    so the rows are: per stage, first block and later blocks, times expand times kernel.
+    """
+    r = space.resolution // space.stem_stride
+    rows = [RowSpec("stem", "stem", (space.in_channels, space.resolution, space.resolution))]
+    seen = set()
+    h, cin = r, space.stem_channels
+    for s, st in enumerate(space.stages):
+        positions = [(0, h, cin, st.stride)]
+        hout = (h + st.stride - 1) // st.stride
+        if space.max_depth > 1:
+            positions.append((1, hout, st.channels, 1))
+        for index, hh, ci, stride in positions:
+            for e in space.expands:
+                for k in space.kernels:
+                    spec = BlockSpec(stage=s, index=index, h=hh, cin=ci, cout=st.channels,
+                                     expand=e, kernel=k, stride=stride)
+                    if spec.key not in seen:
+                        seen.add(spec.key)
+                        rows.append(RowSpec(spec.key, "block", (ci, hh, hh), block=spec))
+        h, cin = hout, st.channels
+    hf = space.final_resolution
+    for k in sorted(set(int(c) for c in head_classes)):
+        if k < 1:
+            raise EdgeeasUsageError(f"head class counts must be >= 1, got {k}")
+        rows.append(RowSpec(head_key(k), "head", (space.stages[-1].channels, hf, hf), num_classes=k))
+    return rows
+
+
+def _space_hash(space: SearchSpace) -> str:
+    return hashlib.sha256(json.dumps(space.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def model_cache_dir(space: SearchSpace, root: Path | None = None) -> Path:
+    """``<targets root>/_models/<space name>-<hash of its table>``: shared by every target."""
+    from .targets import targets_root
+
+    return Path(root or targets_root()) / "_models" / f"{space.name}-{_space_hash(space)}"
+
+
+def row_model_path(cache: Path, row: RowSpec) -> Path:
+    return Path(cache) / f"{row.key}.tflite"
+
+
+def subnet_model_path(cache: Path, arch: Arch, num_classes: int) -> Path:
+    return Path(cache) / f"net_{arch}_k{int(num_classes)}.tflite"
+
+
+def _randomize_bn(module, gen) -> None:
+    """BN statistics and affine away from the identity, so no layer is degenerate (a
+    zero-initialised residual BN would give the converter an all-zero tensor)."""
+    import torch
+
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(0.5 + torch.rand(n, generator=gen))
+                m.bias.copy_(0.1 * torch.randn(n, generator=gen))
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+
+
+def _row_module(space: SearchSpace, row: RowSpec):
+    import torch
+
+    from .nn.blocks import ConvBNReLU, InvertedResidual
+    from .nn.supernet import _Head
+
+    gen = torch.Generator().manual_seed(zlib.crc32(row.key.encode()))
+    torch.manual_seed(zlib.crc32(row.key.encode()))
+    if row.kind == "stem":
+        m = ConvBNReLU(space.in_channels, space.stem_channels, 3, space.stem_stride)
+    elif row.kind == "block":
+        b = row.block
+        m = InvertedResidual(b.cin, b.cout, b.expand, b.kernel, b.stride)
+    else:
+        m = _Head(space.stages[-1].channels, space.head_channels, row.num_classes)
+    _randomize_bn(m, gen)
+    return m.eval(), gen
+
+
+def _export_jobs(jobs: list[tuple[Path, Callable]], progress: bool, desc: str) -> int:
+    """Run ``build() -> (module, calib, input_chw, logits)`` and export, for every missing file."""
+    todo = [(p, b) for p, b in jobs if not Path(p).is_file()]
+    if not todo:
+        return 0
+    from tqdm import tqdm
+
+    from .export import ExportError, export_tflite_int8
+
+    _clean_stale_tmp(Path(todo[0][0]).parent)
+    with tqdm(total=len(todo), desc=desc, unit="model", disable=not progress, leave=True) as bar:
+        for path, build in todo:
+            if Path(path).is_file():  # another bench process exported it meanwhile
+                bar.update(1)
+                continue
+            module, calib, input_chw, logits = build()
+            try:
+                export_tflite_int8(module, calib, path, input_chw=input_chw, logits=logits)
+            except ExportError as e:
+                raise LatencyError(f"exporting {Path(path).name} failed: {e}") from None
+            bar.update(1)
+    return len(todo)
+
+
+def _clean_stale_tmp(cache: Path, older_than_s: float = 3600.0) -> None:
+    """Temp files of exports killed mid-way (an atomic rename never happened)."""
+    if not cache.is_dir():
+        return
+    now = time.time()
+    for p in cache.glob(".*.tmp"):
+        try:
+            if now - p.stat().st_mtime > older_than_s:
+                p.unlink()
+        except OSError:
+            pass
+
+
+def export_row_models(space: SearchSpace, rows: Iterable[RowSpec], cache: Path, *, progress: bool = False) -> int:
+    """Export the single-layer int8 models of ``rows`` that the cache lacks; returns how many."""
+    def job(row):
+        def build():
+            import torch
+
+            module, gen = _row_module(space, row)
+            calib = torch.randn(CALIB_SAMPLES, *row.input_chw, generator=gen)
+            return module, calib, row.input_chw, row.kind == "head"
+        return build
+
+    return _export_jobs([(row_model_path(cache, r), job(r)) for r in rows], progress, "export rows")
+
+
+def export_subnet_models(space: SearchSpace, archs: Iterable[Arch], cache: Path, *,
+                         num_classes: int = SUBNET_CLASSES, progress: bool = False) -> int:
+    """Export whole-subnet int8 models (random weights: latency only) the cache lacks."""
+    state = {}
+
+    def job(arch):
+        def build():
+            import torch
+
+            from .nn.supernet import Supernet
+
+            if "net" not in state:
+                torch.manual_seed(0)
+                net = Supernet(space)
+                _randomize_bn(net, torch.Generator().manual_seed(0))
+                state["net"] = net.eval()
+            sub = state["net"].subnet(arch).restrict_head(list(range(num_classes))).eval()
+            gen = torch.Generator().manual_seed(zlib.crc32(str(arch).encode()))
+            chw = (space.in_channels, space.resolution, space.resolution)
+            return sub, torch.randn(CALIB_SAMPLES, *chw, generator=gen), chw, True
+        return build
+
+    jobs = [(subnet_model_path(cache, a, num_classes), job(a)) for a in archs]
+    return _export_jobs(jobs, progress, "export subnets")
+
+
+def subnet_archs(space: SearchSpace, n: int, seed: int = 0) -> list[Arch]:
+    """The subnets a bench measures end to end: smallest, largest, then seeded random ones
+    (the same list every time, so a rerun measures only the missing ones)."""
+    if n <= 0:
+        return []
+    out = [space.smallest(), space.largest()][:n]
+    seen = set(out)
+    rng = random.Random(seed)
+    tries = 0
+    while len(out) < n and tries < 100 * n:
+        a = space.sample(rng)
+        tries += 1
+        if a not in seen:
+            seen.add(a)
+            out.append(a)
+    return out
+
+
+# ----------------------------------------------------------------------------- the table
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rows (
+    key TEXT PRIMARY KEY, kind TEXT NOT NULL, count INTEGER NOT NULL,
+    median_ms REAL NOT NULL, p90_ms REAL NOT NULL, std_ms REAL NOT NULL,
+    runs_us TEXT NOT NULL, measured_at TEXT NOT NULL, attempts INTEGER NOT NULL, command TEXT);
+CREATE TABLE IF NOT EXISTS subnets (
+    arch TEXT NOT NULL, num_classes INTEGER NOT NULL, median_ms REAL NOT NULL, p90_ms REAL NOT NULL,
+    std_ms REAL NOT NULL, count INTEGER NOT NULL, rows_sum_ms REAL, predicted_ms REAL,
+    measured_at TEXT NOT NULL, attempts INTEGER NOT NULL, command TEXT,
+    PRIMARY KEY (arch, num_classes));
+"""
+
+# Protocol fields that change what a figure means; a table keeps one value of each.
+_PROTOCOL_KEYS = ("runner", "runner_version", "interpreter", "interpreter_version", "threads", "cpu_mask",
+                  "warmup_runs", "num_runs", "min_secs", "warmup_min_secs", "statistic", "use_xnnpack")
+
+
+class LatencyTable:
+    """``targets/<name>/latency.sqlite``.  Every write is its own transaction."""
+
+    FILENAME = "latency.sqlite"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=60)
+            conn.execute("PRAGMA synchronous=FULL")
+            return conn
+        except sqlite3.Error as e:
+            raise LatencyError(f"cannot open latency table {self.path}: {e}") from None
+
+    def _q(self, sql: str, args: tuple = (), *, many: bool = False) -> list:
+        with self._lock:
+            conn = self._connect()
+            try:
+                with conn:
+                    cur = conn.executescript(sql) if many else conn.execute(sql, args)
+                    return cur.fetchall()
+            except sqlite3.DatabaseError as e:
+                raise LatencyError(f"{self.path} is not a readable latency table ({e}): "
+                                   f"move it away or rerun with --force") from None
+            finally:
+                conn.close()
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, directory: Path, space: SearchSpace | None = None, protocol=None, fingerprint: dict | None = None,
+             *, create: bool = True, force: bool = False, target_name: str = "") -> "LatencyTable":
+        """Open (or create) the table of a target directory, checking it was measured for
+        ``space`` under ``protocol``; ``force`` starts it afresh instead."""
+        directory = Path(directory)
+        path = directory / cls.FILENAME
+        if force and create and path.exists():
+            for p in (path, directory / "predictor.json", directory / "predicted_vs_measured.png",
+                      Path(str(path) + "-journal")):
+                if p.exists():
+                    p.unlink()
+        if not path.exists() and not create:
+            raise LatencyError(f"no latency table at {path}: run `edgeeas bench --target "
+                               f"{target_name or directory.name}` first")
+        directory.mkdir(parents=True, exist_ok=True)
+        table = cls(path)
+        table._q(_SCHEMA, many=True)
+        meta = table.meta()
+        if create and "space" not in meta:
+            if space is None or protocol is None:
+                raise LatencyError(f"{path} has no metadata and cannot be created without a space and protocol")
+            table.set_meta(format=FORMAT, space_name=space.name, space=space.to_dict(),
+                           protocol=protocol.to_dict(), fingerprint=fingerprint or {}, created=_now(),
+                           target=target_name or directory.name)
+            return table
+        if "space" not in meta:
+            raise LatencyError(f"{path} is not a latency table (no metadata): move it away or rerun with --force")
+        if space is not None:
+            table.check_space(space)
+        if protocol is not None:
+            table.check_protocol(protocol)
+        return table
+
+    def meta(self) -> dict:
+        out = {}
+        for k, v in self._q("SELECT key, value FROM meta"):
+            try:
+                out[k] = json.loads(v)
+            except ValueError:
+                out[k] = v
+        return out
+
+    def set_meta(self, **items) -> None:
+        with self._lock:
+            conn = self._connect()
+            try:
+                with conn:
+                    conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                     [(k, json.dumps(v, sort_keys=True)) for k, v in items.items()])
+            finally:
+                conn.close()
+
+    @property
+    def space(self) -> SearchSpace:
+        try:
+            return SearchSpace.from_dict(self.meta()["space"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise LatencyError(f"{self.path}: unreadable search space in the table ({e})") from None
+
+    def _hint(self) -> str:
+        return ("use another target name (--name NAME) for the new table, or --force to discard this one")
+
+    def check_space(self, space: SearchSpace) -> None:
+        stored = self.meta().get("space")
+        if stored != space.to_dict():
+            name = stored.get("name") if isinstance(stored, dict) else stored
+            diff = ""
+            if isinstance(stored, dict):
+                keys = [k for k in space.to_dict() if stored.get(k) != space.to_dict()[k]]
+                diff = ", ".join(f"{k} {stored.get(k)} vs {space.to_dict()[k]}" for k in keys[:2])
+            raise TableMismatchError(f"{self.path} holds a table for search space {name!r}, not {space.name!r}"
+                                     f"{' (' + diff + ')' if diff else ''}: {self._hint()}")
+
+    def check_protocol(self, protocol) -> None:
+        stored = self.meta().get("protocol") or {}
+        want = protocol.to_dict()
+        diff = [f"{k} {stored.get(k)!r} vs {want.get(k)!r}" for k in _PROTOCOL_KEYS
+                if stored.get(k) != want.get(k)]
+        if diff:
+            raise TableMismatchError(f"{self.path} was measured under another protocol ({'; '.join(diff[:3])}): "
+                                     f"{self._hint()}")
+
+    # -- rows ------------------------------------------------------------------------------
+    def rows(self) -> dict[str, dict]:
+        cols = ("key", "kind", "count", "median_ms", "p90_ms", "std_ms", "runs_us", "measured_at", "attempts",
+                "command")
+        out = {}
+        for r in self._q(f"SELECT {', '.join(cols)} FROM rows"):
+            d = dict(zip(cols, r))
+            d["runs_us"] = json.loads(d["runs_us"])
+            out[d["key"]] = d
+        return out
+
+    def put_row(self, key: str, kind: str, m) -> None:
+        self._q("INSERT OR REPLACE INTO rows (key, kind, count, median_ms, p90_ms, std_ms, runs_us, measured_at, "
+                "attempts, command) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, kind, int(m.count), float(m.median_ms), float(m.p90_ms), float(m.std_ms),
+                 json.dumps([round(float(v), 3) for v in m.runs_us]), _now(), int(m.attempts), m.command))
+
+    def subnets(self) -> list[dict]:
+        cols = ("arch", "num_classes", "median_ms", "p90_ms", "std_ms", "count", "rows_sum_ms", "predicted_ms",
+                "measured_at", "attempts", "command")
+        return [dict(zip(cols, r)) for r in self._q(f"SELECT {', '.join(cols)} FROM subnets ORDER BY rowid")]
+
+    def put_subnet(self, arch: Arch, num_classes: int, m, rows_sum_ms: float | None) -> None:
+        self._q("INSERT OR REPLACE INTO subnets (arch, num_classes, median_ms, p90_ms, std_ms, count, rows_sum_ms, "
+                "predicted_ms, measured_at, attempts, command) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                (str(arch), int(num_classes), float(m.median_ms), float(m.p90_ms), float(m.std_ms), int(m.count),
+                 rows_sum_ms, _now(), int(m.attempts), m.command))
+
+    def set_predicted(self, values: dict[tuple[str, int], float]) -> None:
+        with self._lock:
+            conn = self._connect()
+            try:
+                with conn:
+                    conn.executemany("UPDATE subnets SET predicted_ms = ? WHERE arch = ? AND num_classes = ?",
+                                     [(v, a, k) for (a, k), v in values.items()])
+            finally:
+                conn.close()
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def _statistic(protocol) -> str:
+    return "p90_ms" if getattr(protocol, "statistic", "median") == "p90" else "median_ms"
+
+
+def measure_rows(target, table: LatencyTable, rows: list[RowSpec], cache: Path, *,
+                 progress: bool = False, position: int = 0) -> int:
+    """Measure the rows the table lacks on ``target``, committing each as it arrives."""
+    from tqdm import tqdm
+
+    have = table.rows()
+    todo = [r for r in rows if r.key not in have]
+    if not todo:
+        return 0
+    by_path = {str(row_model_path(cache, r)): r for r in todo}
+    missing = [p for p in by_path if not Path(p).is_file()]
+    if missing:
+        raise LatencyError(f"model {missing[0]} is missing from the cache (export it first)")
+    with tqdm(total=len(todo), desc=f"measure rows on {target.name}", unit="row", position=position,
+              disable=not progress, leave=True) as bar:
+        def on_result(path, m):
+            row = by_path[str(path)]
+            table.put_row(row.key, row.kind, m)
+            table.set_meta(measured_protocol=m.protocol.to_dict())
+            bar.update(1)
+
+        target.measure_many([Path(p) for p in by_path], on_result=on_result)
+    return len(todo)
+
+
+def measure_subnets(target, table: LatencyTable, archs: list[Arch], cache: Path, *,
+                    num_classes: int = SUBNET_CLASSES, progress: bool = False, position: int = 0) -> int:
+    """Measure the whole subnets the table lacks, committing each as it arrives."""
+    from tqdm import tqdm
+
+    have = {(s["arch"], s["num_classes"]) for s in table.subnets()}
+    todo = [a for a in archs if (str(a), num_classes) not in have]
+    if not todo:
+        return 0
+    by_path = {str(subnet_model_path(cache, a, num_classes)): a for a in todo}
+    rows = table.rows()
+    space = table.space
+    col = _statistic(target.protocol)
+
+    def rows_sum(a):
+        try:
+            keys = ["stem", *(s.key for s in space.block_specs(a))]
+            return sum(rows[k][col] for k in keys) + _head_ms({int(k[6:]): r[col] for k, r in rows.items()
+                                                               if k.startswith("head_k")}, num_classes)
+        except (KeyError, LatencyError):
+            return None
+
+    with tqdm(total=len(todo), desc=f"measure subnets on {target.name}", unit="net", position=position,
+              disable=not progress, leave=True) as bar:
+        def on_result(path, m):
+            a = by_path[str(path)]
+            table.put_subnet(a, num_classes, m, rows_sum(a))
+            bar.update(1)
+
+        target.measure_many([Path(p) for p in by_path], on_result=on_result)
+    return len(todo)
+
+
+# ----------------------------------------------------------------------------- the predictor
+
+
+def _head_ms(heads: dict[int, float], k: int) -> float:
+    """Head latency for ``k`` classes: the measured row, else linear in ``k`` through the two
+    nearest measured class counts (a head is a 1x1 conv plus a K-row linear layer)."""
+    if not heads:
+        raise MissingRowError("the table has no head row (head_k<K>): the table is incomplete, rerun `edgeeas bench`")
+    if k in heads:
+        return heads[k]
+    ks = sorted(heads)
+    if len(ks) == 1:
+        return heads[ks[0]]
+    lo, hi = (ks[0], ks[1]) if k < ks[0] else (ks[-2], ks[-1]) if k > ks[-1] else \
+        max((a, b) for a, b in zip(ks, ks[1:]) if a < k < b)
+    return heads[lo] + (heads[hi] - heads[lo]) * (k - lo) / (hi - lo)
+
+
+@dataclass
+class Fit:
+    intercept_ms: float = 0.0
+    scale: float = 1.0
+    per_block_ms: float = 0.0
+    method: str = "none"
+    n: int = 0
+
+    def to_dict(self) -> dict:
+        return {"intercept_ms": self.intercept_ms, "scale": self.scale, "per_block_ms": self.per_block_ms,
+                "method": self.method, "n": self.n}
+
+
+def _lstsq(samples: list[tuple[float, int, float]]) -> Fit:
+    """samples: (sum of rows incl. stem and head, number of blocks, measured)."""
+    import numpy as np
+
+    n = len(samples)
+    if n == 0:
+        return Fit()
+    s = np.array([x[0] for x in samples], dtype=float)
+    b = np.array([x[1] for x in samples], dtype=float)
+    y = np.array([x[2] for x in samples], dtype=float)
+    if n >= 8 and np.ptp(b) > 0:
+        A = np.stack([np.ones(n), s, b], axis=1)
+        (c0, c1, c2), *_ = np.linalg.lstsq(A, y, rcond=None)
+        return Fit(float(c0), float(c1), float(c2), "lstsq intercept+scale+per_block", n)
+    if n >= 3 and np.ptp(s) > 0:
+        A = np.stack([np.ones(n), s], axis=1)
+        (c0, c1), *_ = np.linalg.lstsq(A, y, rcond=None)
+        return Fit(float(c0), float(c1), 0.0, "lstsq intercept+scale", n)
+    return Fit(float(np.mean(y - s)), 1.0, 0.0, "mean offset", n)
+
+
+def _error_stats(errors_pct: list[float]) -> dict:
+    import numpy as np
+
+    if not errors_pct:
+        return {"n": 0}
+    e = np.abs(np.array(errors_pct, dtype=float))
+    return {"n": int(e.size), "mape_pct": round(float(e.mean()), 3), "median_ape_pct": round(float(np.median(e)), 3),
+            "max_ape_pct": round(float(e.max()), 3),
+            "within_5_pct": round(float((e <= 5).mean()), 4), "within_10_pct": round(float((e <= 10).mean()), 4)}
+
+
+def fit_predictor(table: LatencyTable, *, target_name: str = "", fingerprint: dict | None = None,
+                  plot: bool = True, folds: int = FOLDS) -> dict:
+    """Fit the overhead on the table's measured subnets, store ``predictor.json`` (fit, rows,
+    held-out error distribution) and the PNG beside the table; return the JSON dict."""
+    from .targets import write_json
+    from .utils import command_line, versions
+
+    meta = table.meta()
+    space = table.space
+    protocol = meta.get("protocol", {})
+    col = "p90_ms" if protocol.get("statistic") == "p90" else "median_ms"
+    rows = table.rows()
+    missing = [r.key for r in table_rows(space, [int(k[6:]) for k in rows if k.startswith("head_k")] or HEAD_CLASSES)
+               if r.key not in rows]
+    if missing:
+        raise LatencyError(f"{table.path} lacks {len(missing)} rows (e.g. {missing[0]}): rerun `edgeeas bench` "
+                           f"to finish the table before fitting")
+    base = LatencyPredictor(space, {k: r[col] for k, r in rows.items()}, Fit(), target=target_name)
+
+    samples = []
+    for s in table.subnets():
+        arch = space.parse(s["arch"])
+        raw = base.predict(arch, s["num_classes"])
+        samples.append((s["arch"], s["num_classes"], raw, sum(arch.depths), s[col]))
+
+    fit = _lstsq([(r, n, y) for _, _, r, n, y in samples])
+    # Held-out: every subnet predicted by the fit on the other folds (seeded assignment).
+    heldout: list[float | None] = [None] * len(samples)
+    if len(samples) >= 2:
+        k = min(folds, len(samples))
+        order = list(range(len(samples)))
+        random.Random(0).shuffle(order)
+        for f in range(k):
+            test = set(order[f::k])
+            train = [(samples[i][2], samples[i][3], samples[i][4]) for i in range(len(samples)) if i not in test]
+            ff = _lstsq(train)
+            for i in test:
+                raw, n = samples[i][2], samples[i][3]
+                heldout[i] = ff.intercept_ms + ff.scale * raw + ff.per_block_ms * n
+    per = []
+    for (arch, k, raw, n, y), h in zip(samples, heldout):
+        pred = fit.intercept_ms + fit.scale * raw + fit.per_block_ms * n
+        per.append({"arch": arch, "num_classes": k, "blocks": n, "measured_ms": round(y, 5),
+                    "rows_sum_ms": round(raw, 5), "predicted_ms": round(pred, 5),
+                    "heldout_predicted_ms": None if h is None else round(h, 5),
+                    "error_pct": round(100 * (pred - y) / y, 3),
+                    "heldout_error_pct": None if h is None else round(100 * (h - y) / y, 3)})
+    table.set_predicted({(p["arch"], p["num_classes"]): (p["heldout_predicted_ms"] if p["heldout_predicted_ms"]
+                                                          is not None else p["predicted_ms"]) for p in per})
+    out = {
+        "format": FORMAT,
+        "target": target_name or table.path.parent.name,
+        "space": space.to_dict(),
+        "protocol": protocol,
+        "measured_protocol": meta.get("measured_protocol"),
+        "fingerprint": fingerprint if fingerprint is not None else meta.get("fingerprint"),
+        "statistic": col,
+        "fit": fit.to_dict(),
+        "rows": {k: rows[k][col] for k in sorted(rows)},
+        "errors": {
+            "heldout": _error_stats([p["heldout_error_pct"] for p in per if p["heldout_error_pct"] is not None]),
+            "heldout_folds": folds,
+            "in_sample": _error_stats([p["error_pct"] for p in per]),
+            "raw_sum": _error_stats([100 * (p["rows_sum_ms"] - p["measured_ms"]) / p["measured_ms"] for p in per]),
+            "per_subnet": per,
+        },
+        "created": _now(),
+        "command": command_line(),
+        "versions": versions(),
+    }
+    write_json(table.path.parent / "predictor.json", out)
+    if plot and per:
+        _plot(per, out, table.path.parent / "predicted_vs_measured.png")
+    return out
+
+
+def _plot(per: list[dict], out: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .utils import atomic_write
+
+    y = [p["measured_ms"] for p in per]
+    pred = [p["heldout_predicted_ms"] if p["heldout_predicted_ms"] is not None else p["predicted_ms"] for p in per]
+    raw = [p["rows_sum_ms"] for p in per]
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=120)
+    lo, hi = min(y + pred) * 0.9, max(y + pred) * 1.1
+    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.9", label="±10 %")
+    ax.plot([lo, hi], [lo, hi], color="0.4", lw=1)
+    ax.scatter(y, raw, s=8, color="tab:orange", alpha=0.6, label="sum of rows (no fit)")
+    ax.scatter(y, pred, s=10, color="tab:blue", label="predicted (held-out)")
+    e = out["errors"]["heldout"] if out["errors"]["heldout"].get("n") else out["errors"]["in_sample"]
+    ax.set_title(f"{out['target']}: MAPE {e.get('mape_pct', float('nan')):.2f} %, "
+                 f"{100 * e.get('within_10_pct', float('nan')):.1f} % within ±10 % (n={e.get('n', 0)})", fontsize=9)
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, max(hi, max(raw) * 1.05))
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+
+
+class LatencyPredictor:
+    """Latency of any architecture of a space on one target, from its table and fit.
+
+    ``predict(a, k) == fixed_ms(k) + sum(block_ms(s) for s in space.block_specs(a))``.
+    """
+
+    def __init__(self, space: SearchSpace, rows: dict[str, float], fit: Fit | None = None, *,
+                 target: str = "", errors: dict | None = None, source: str = ""):
+        self.space = space
+        self.rows = dict(rows)
+        self.fit = fit or Fit()
+        self.target = target
+        self.errors = errors or {}
+        self.source = source
+        self._heads = {int(k[6:]): v for k, v in self.rows.items() if k.startswith("head_k")}
+
+    @classmethod
+    def load(cls, target) -> "LatencyPredictor":
+        """From a :class:`~edgeeas.targets.Target` or its directory: ``predictor.json``, else
+        the bare table (sum of rows, no fitted overhead)."""
+        directory = Path(target.directory if hasattr(target, "directory") else target)
+        pj = directory / "predictor.json"
+        if pj.is_file():
+            try:
+                d = json.loads(pj.read_text())
+                fit = d["fit"]
+                return cls(SearchSpace.from_dict(d["space"]), {k: float(v) for k, v in d["rows"].items()},
+                           Fit(float(fit["intercept_ms"]), float(fit["scale"]), float(fit["per_block_ms"]),
+                               fit.get("method", ""), int(fit.get("n", 0))),
+                           target=d.get("target", directory.name), errors=d.get("errors", {}), source=str(pj))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise LatencyError(f"{pj} is not a readable predictor ({type(e).__name__}: {e}): "
+                                   f"rerun `edgeeas bench`") from None
+        db = directory / LatencyTable.FILENAME
+        if not db.is_file():
+            raise LatencyError(f"no latency table in {directory}: run `edgeeas bench --target {directory.name}` first")
+        table = LatencyTable(db)
+        meta = table.meta()
+        col = "p90_ms" if (meta.get("protocol") or {}).get("statistic") == "p90" else "median_ms"
+        return cls(table.space, {k: r[col] for k, r in table.rows().items()}, Fit(),
+                   target=directory.name, source=str(db))
+
+    def _arch(self, arch) -> Arch:
+        return self.space.parse(arch) if isinstance(arch, str) else self.space.validate(arch)
+
+    def row_ms(self, key: str) -> float:
+        try:
+            return self.rows[key]
+        except KeyError:
+            raise MissingRowError(f"no latency row {key!r} for target {self.target!r} (space {self.space.name}): "
+                                  f"the table is incomplete or from another search space; rerun "
+                                  f"`edgeeas bench --target {self.target}`") from None
+
+    def block_ms(self, spec: BlockSpec) -> float:
+        """The block's row, scaled, plus the fitted per-block term."""
+        return self.fit.scale * self.row_ms(spec.key) + self.fit.per_block_ms
+
+    def head_ms(self, num_classes: int = SUBNET_CLASSES) -> float:
+        if num_classes < 1:
+            raise EdgeeasUsageError(f"num_classes must be >= 1, got {num_classes}")
+        return _head_ms(self._heads, int(num_classes))
+
+    def fixed_ms(self, num_classes: int = SUBNET_CLASSES) -> float:
+        """Stem + head (``num_classes`` rows) + fitted intercept: what every subnet pays."""
+        return self.fit.intercept_ms + self.fit.scale * (self.row_ms("stem") + self.head_ms(num_classes))
+
+    def predict(self, arch, num_classes: int = SUBNET_CLASSES) -> float:
+        a = self._arch(arch)
+        return self.fixed_ms(num_classes) + sum(self.block_ms(s) for s in self.space.block_specs(a))
+
+    def breakdown(self, arch, num_classes: int = SUBNET_CLASSES) -> list[tuple[str, float, float]]:
+        """(layer, table row ms, contribution ms) for stem, every block, head and the overhead."""
+        a = self._arch(arch)
+        f = self.fit
+        out = [("stem", self.row_ms("stem"), f.scale * self.row_ms("stem"))]
+        out += [(s.key, self.row_ms(s.key), self.block_ms(s)) for s in self.space.block_specs(a)]
+        h = self.head_ms(num_classes)
+        out.append((head_key(num_classes), h, f.scale * h))
+        out.append(("overhead (fitted intercept)", float("nan"), f.intercept_ms))
+        return out
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+@dataclass
+class BenchReport:
+    target: str
+    rows_measured: int = 0
+    rows_total: int = 0
+    subnets_measured: int = 0
+    subnets_total: int = 0
+    predictor: dict | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    directory: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    msg = text[0] if text else ""
+    return msg if isinstance(e, EdgeeasError) else f"{type(e).__name__}: {msg}"
+
+
+def _parallel(targets: list, fn: Callable, reports: dict) -> None:
+    """Run ``fn(target, position)`` on every target still without an error, one thread per
+    target; a failure is recorded in its report and spares the others."""
+    live = [t for t in targets if reports[t.name].error is None]
+
+    def run(t, i):
+        try:
+            fn(t, i)
+        except BaseException as e:  # noqa: BLE001 - one device's failure must not stop the others
+            reports[t.name].error = _one_line(e)
+
+    if len(live) == 1:
+        run(live[0], 0)
+        return
+    threads = [threading.Thread(target=run, args=(t, i), name=f"bench-{t.name}", daemon=True)
+               for i, t in enumerate(live)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+
+
+def bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets: int = 100, seed: int = 0,
+                  head_classes: Sequence[int] = HEAD_CLASSES, force: bool = False, progress: bool = False,
+                  log: Callable[[str], None] = lambda m: None, cache_root: Path | None = None) -> dict[str, BenchReport]:
+    """Build or resume the latency table of every target (in parallel, one thread each), then
+    measure ``subnets`` whole subnets and fit and store each target's predictor.
+
+    Models are exported once into the shared cache.  A target that fails is reported in its
+    :class:`BenchReport` (``error``) and keeps every row it measured; the others go on.
+    Table mismatches (another space or protocol) raise before anything is measured.
+    """
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise EdgeeasUsageError(f"two targets share a name: {names}; give each its own")
+    rows = table_rows(space, head_classes)
+    archs = subnet_archs(space, subnets, seed)
+    cache = model_cache_dir(space, cache_root or (targets[0].directory.parent if targets else None))
+    reports = {t.name: BenchReport(t.name, rows_total=len(rows), subnets_total=len(archs),
+                                   directory=str(t.directory)) for t in targets}
+    t0 = time.perf_counter()
+    tables, fingerprints = {}, {}
+
+    # Reach every device first (its fingerprint): an unreachable one gets no table directory.
+    def fingerprint(t, _i):
+        fingerprints[t.name] = t.fingerprint()
+
+    _parallel(targets, fingerprint, reports)
+    live = [t for t in targets if reports[t.name].error is None]
+    # Then open the tables: another space or protocol stops everything before any work.
+    for t in live:
+        tables[t.name] = LatencyTable.open(t.directory, space, t.protocol, fingerprints[t.name], force=force,
+                                           target_name=t.name)
+    from .targets import write_json
+
+    for t in live:
+        tab, fp = tables[t.name], fingerprints[t.name]
+        if not tab.meta().get("fingerprint"):
+            tab.set_meta(fingerprint=fp)
+        tab.set_meta(fingerprint_last=fp)
+        write_json(t.directory / "fingerprint.json", fp)
+        write_json(t.directory / "protocol.json", t.protocol.to_dict())
+
+    have = {n: set(tab.rows()) for n, tab in tables.items()}
+    need = [r for r in rows if any(r.key not in have[t.name] for t in live)]
+    if need:
+        log(f"exporting {len([r for r in need if not row_model_path(cache, r).is_file()])} of {len(rows)} "
+            f"single-layer models into {cache}")
+    export_row_models(space, need, cache, progress=progress)
+
+    def do_rows(t, i):
+        te = time.perf_counter()
+        reports[t.name].rows_measured = measure_rows(t, tables[t.name], rows, cache, progress=progress, position=i)
+        reports[t.name].extra["rows_seconds"] = round(time.perf_counter() - te, 1)
+
+    _parallel(targets, do_rows, reports)
+
+    if archs:
+        have_s = {n: {(s["arch"], s["num_classes"]) for s in tab.subnets()} for n, tab in tables.items()}
+        need_a = [a for a in archs if any((str(a), SUBNET_CLASSES) not in have_s[t.name]
+                                          for t in targets if reports[t.name].error is None)]
+        if need_a:
+            log(f"exporting up to {len(need_a)} subnet models into {cache}")
+        export_subnet_models(space, need_a, cache, progress=progress)
+
+        def do_subnets(t, i):
+            reports[t.name].subnets_measured = measure_subnets(t, tables[t.name], archs, cache,
+                                                               progress=progress, position=i)
+
+        _parallel(targets, do_subnets, reports)
+
+    def do_fit(t, _i):
+        reports[t.name].predictor = fit_predictor(tables[t.name], target_name=t.name,
+                                                  fingerprint=fingerprints.get(t.name))
+
+    _parallel(targets, do_fit, reports)
+    for r in reports.values():
+        r.seconds = round(time.perf_counter() - t0, 1)
+    return reports
