@@ -90,9 +90,14 @@ def main():
     (superclass, latency budget) and export it as an int8 TFLite model.
 
     \b
-      edgeeas train supernet --out runs/mine      train the supernet (superclass dropout)
-      edgeeas eval                                within-superclass accuracy of subnets
-      edgeeas arch ARCH                           MAdds and parameters of an architecture
+      edgeeas train supernet --out runs/mine        train the supernet (superclass dropout)
+      edgeeas eval                                  within-superclass accuracy of subnets
+      edgeeas bench --target host                   latency table + predictor for a target
+      edgeeas bench --adb-serial SERIAL --name pixel  the same on a phone over adb
+      edgeeas train generator --supernet runs/default --target host
+      edgeeas specialize --target host --budget 3ms --superclass vehicles_1
+      edgeeas validate out/host/vehicles_1/3ms/model.tflite
+      edgeeas regress --farm farm.yaml --baseline baseline.json
     """
 
 
