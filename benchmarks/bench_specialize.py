@@ -1,0 +1,342 @@
+"""Generator vs baselines on the host target, side by side in one run.
+
+    python benchmarks/bench_specialize.py                       # the full benchmark (hours; resumable)
+    python benchmarks/bench_specialize.py --superclasses 2 --budgets 2ms,3ms --timing-scenarios 10
+
+(a) time to produce architectures for 50 scenarios (superclass x budget): the generator (one
+    batched forward pass, and one call per scenario) vs once-for-all-style evolution (population
+    100, 500 evaluations, accuracy predictor trained on measured subnets).  The predictor's
+    one-time measurements are reported apart from the search time (once-for-all counts them
+    apart too), and both speed-ups are given.
+(b) accuracy at budget: superclasses x budgets, every strategy's architecture exported through
+    ``edgeeas specialize``'s own code path (BN recalibration, int8 calibration on the scenario,
+    head restricted to it), then measured on the host by ``edgeeas validate``'s code path;
+    within-superclass int8 accuracy on the scenario's 500 test images, at the measured latency.
+(c) budget compliance: share of models whose measured latency <= budget; mean utilization.
+(d) int8 vs float accuracy drop per scenario.
+
+Everything measured is cached per (strategy, superclass, budget) in ``--cache`` as it goes
+(atomic rewrite after each model), so an interrupted run resumes; the cache is keyed by the
+supernet, generator and latency-table fingerprints, so stale entries are never reused.
+``--superclasses N`` / ``--budgets`` run a subset; the JSON says which subset was run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+STRATEGIES = ("generator", "evolution", "random", "uniform")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--supernet", default=str(ROOT / "runs" / "default"), help="run directory or supernet .pt")
+    p.add_argument("--generator", default=None, help="default: <run>/generator-<target>.pt")
+    p.add_argument("--target", default="host")
+    p.add_argument("--data", default=None)
+    p.add_argument("--superclasses", type=int, default=20, help="first N superclasses for (b)-(d)")
+    p.add_argument("--budgets", default="auto",
+                   help="comma-separated latency budgets for (b)-(d); auto: 25/50/75%% of the feasible range")
+    p.add_argument("--timing-scenarios", type=int, default=50, help="scenarios for (a)")
+    p.add_argument("--evolution-evaluations", type=int, default=500,
+                   help="fitness evaluations per scenario for evolution, and samples for random search")
+    p.add_argument("--population", type=int, default=100)
+    p.add_argument("--predictor-samples", type=int, default=200, help="measured subnets per superclass")
+    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--recal-images", type=int, default=1000)
+    p.add_argument("--calib-images", type=int, default=256)
+    p.add_argument("--skip-accuracy", action="store_true", help="only (a)")
+    p.add_argument("--models-dir", default=str(ROOT / "out" / "bench"), help="exported models (not committed)")
+    p.add_argument("--cache", default=str(ROOT / "benchmarks" / "results" / "specialize_cache.json"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "specialize.json"))
+    p.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "pareto_host.png"))
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+# ---- cache ---------------------------------------------------------------------------------------
+class Cache:
+    def __init__(self, path: Path, key: dict):
+        self.path, self.key = Path(path), key
+        self.entries: dict[str, dict] = {}
+        if self.path.is_file():
+            try:
+                d = json.loads(self.path.read_text())
+                if d.get("key") == key:
+                    self.entries = d.get("entries", {})
+                else:
+                    log(f"{self.path} was made with another supernet/generator/table: starting afresh")
+            except ValueError:
+                log(f"{self.path} is unreadable: starting afresh")
+
+    def get(self, k: str):
+        return self.entries.get(k)
+
+    def put(self, k: str, v: dict) -> None:
+        from edgeeas.utils import atomic_write_text
+
+        self.entries[k] = v
+        atomic_write_text(self.path, json.dumps({"key": self.key, "entries": self.entries}, indent=1) + "\n")
+
+
+def fmt_budget(ms: float) -> str:
+    return f"{round(ms, 2):g}ms"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import numpy as np
+    import torch
+
+    from edgeeas.search import find_arch, parse_budget
+    from edgeeas.specialize import SpecializeConfig, Specializer, Scenario, validate_folder, _sha256
+    from edgeeas.utils import atomic_write_text, command_line, machine, versions
+
+    t_start = time.time()
+    torch.manual_seed(args.seed)
+    strategies = [s for s in args.strategies.split(",") if s]
+    base = dict(target=args.target, supernet=args.supernet, generator=args.generator, data=args.data,
+                recal_images=args.recal_images, calib_images=args.calib_images, seed=args.seed,
+                evaluations=args.evolution_evaluations, population=args.population,
+                predictor_samples=args.predictor_samples, fitness="predictor", force=True)
+    # One Specializer per strategy: the same supernet, dataset, cost table and fitness protocol.
+    gen_sp = Specializer(SpecializeConfig(strategy="generator", **base), log=log)
+    budget_probe = parse_budget("1ms")
+    gk = gen_sp.kind(budget_probe)            # latency cost model of the target + the generator
+    ctx, gen = gk.ctx, gk.generator
+    ds, space = gen_sp.ds, gen_sp.space
+    lo, hi = ctx.table.bounds(5)
+    log(f"target {args.target}: feasible range {lo:.3f}..{hi:.3f} ms (5 classes)")
+
+    key = {"supernet": gen_sp.net_fp, "generator": gk.generator_info["sha256"], "cost": gk.fingerprint,
+           "dataset": ds.fingerprint, "recal_images": args.recal_images, "calib_images": args.calib_images,
+           "predictor_samples": args.predictor_samples, "evolution_evaluations": args.evolution_evaluations,
+           "seed": args.seed}
+    cache = Cache(Path(args.cache), key)
+
+    # ---- (a) time to produce architectures ------------------------------------------------------
+    # The timing scenarios cycle over the superclasses of (b) (all 20 in the full run): evolution's
+    # accuracy predictor needs measured subnets of every superclass it searches for.
+    n_sc = min(args.superclasses, ds.num_superclasses)
+    rng = random.Random(f"{args.seed}:timing")
+    timing_sc = [(i % n_sc, lo + rng.uniform(0.1, 0.9) * (hi - lo)) for i in range(args.timing_scenarios)]
+    scen_ids = [[s] for s, _ in timing_sc]
+    budgets = [b for _, b in timing_sc]
+    # Both sides of (a) run their torch parts (generator MLP, accuracy-predictor MLP) on one
+    # thread: on a busy 2-core machine, intra-op threads spin against each other for tiny matmuls.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    gen.generate(scen_ids[:2], budgets[:2])  # warm-up (first-call allocation)
+
+    def best_of(fn, n=20):
+        ts = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            out = fn()
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts), out
+
+    gen_batch_s, archs_g = best_of(lambda: gen.generate(scen_ids, budgets))
+    gen_norepair_s, raw = best_of(lambda: gen.generate(scen_ids, budgets, repair=False))
+    over_before_repair = sum(ctx.table.arch_cost(a, 5) > b for a, b in zip(raw, budgets))
+    gen_each_s = sum(best_of(lambda: gen.generate([sc], [b]), 3)[0] for sc, b in zip(scen_ids, budgets))
+    assert all(ctx.table.arch_cost(a, 5) <= b * (1 + 1e-9) for a, b in zip(archs_g, budgets))
+
+    evo = cache.get("timing/evolution")
+    if evo is None or evo.get("n") != len(timing_sc):
+        torch.set_num_threads(threads)  # measuring subnets: full conv work, use every thread
+        measure_s = 0.0
+        for s in sorted({s for s, _ in timing_sc}):
+            t0 = time.perf_counter()
+            ctx.predictor([s])  # one-time: measure predictor_samples subnets of this superclass (disk-cached)
+            measure_s += time.perf_counter() - t0
+            log(f"(a) accuracy predictor data for {ds.superclasses[s]}: {measure_s:.0f} s so far")
+        ctx.predictor([0])  # the predictor trained on every record, before timing searches
+        torch.set_num_threads(1)
+        t0 = time.perf_counter()
+        search_s, evals = [], []
+        for s, b in timing_sc:
+            r = find_arch("evolution", ctx, [s], parse_budget(f"{b:.6f}ms"), evaluations=args.evolution_evaluations,
+                          population=min(args.population, args.evolution_evaluations), fitness="predictor")
+            search_s.append(r.seconds)
+            evals.append(r.evaluations)
+        evo = {"n": len(timing_sc), "search_seconds_total": sum(search_s),
+               "search_seconds_per_scenario_median": statistics.median(search_s),
+               "evaluations_per_scenario": statistics.median(evals),
+               "predictor_measurement_seconds": round(measure_s, 2),
+               "predictor_measurements": ctx.evaluator.measurements,
+               "wall_seconds": round(time.perf_counter() - t0, 3)}
+        cache.put("timing/evolution", evo)
+    timing = {
+        "scenarios": len(timing_sc),
+        "budgets_ms": [round(b, 4) for b in budgets],
+        "torch_threads": 1,
+        "generator": {"batched_seconds_all": gen_batch_s, "batched_ms_all": round(gen_batch_s * 1e3, 3),
+                      "batched_ms_all_without_repair": round(gen_norepair_s * 1e3, 3),
+                      "over_budget_before_repair": int(over_before_repair),
+                      "one_call_per_scenario_seconds_all": gen_each_s, "repeats": 20,
+                      "goal_ms": 10.0, "meets_goal": gen_batch_s * 1e3 <= 10.0},
+        "evolution": evo,
+        "speedup_search_only": evo["search_seconds_total"] / gen_batch_s,
+        "speedup_including_predictor_data": (evo["search_seconds_total"] + evo["predictor_measurement_seconds"])
+        / gen_batch_s,
+        "speedup_goal": 1e4,
+    }
+    timing["meets_speedup_goal"] = timing["speedup_search_only"] >= 1e4
+    torch.set_num_threads(threads)
+    log(f"(a) generator {gen_batch_s * 1e3:.2f} ms for {len(timing_sc)} scenarios; evolution "
+        f"{evo['search_seconds_total']:.1f} s search (+{evo['predictor_measurement_seconds']:.0f} s predictor data); "
+        f"speed-up {timing['speedup_search_only']:.3g}x")
+
+    result = {"what": "generator vs evolution, random search and uniform shrinking on the host target",
+              "target": args.target, "supernet": gen_sp.supernet_identity(), "generator": gk.generator_info,
+              "latency_table": {"source": getattr(gk.cost, "source", ""), "fingerprint": gk.fingerprint,
+                                "feasible_range_ms_5_classes": [round(lo, 4), round(hi, 4)]},
+              "dataset": gen_sp.dataset_identity(), "timing": timing}
+
+    # ---- (b)-(d) accuracy at budget, measured latency ---------------------------------------------
+    if not args.skip_accuracy:
+        if args.budgets == "auto":
+            budget_list = [parse_budget(fmt_budget(lo + f * (hi - lo))) for f in (0.25, 0.5, 0.75)]
+        else:
+            budget_list = [parse_budget(b) for b in args.budgets.split(",")]
+        names = ds.superclasses[:args.superclasses]
+        sps = {"generator": gen_sp}
+        for s in strategies:
+            if s not in sps:
+                sps[s] = Specializer(SpecializeConfig(strategy=s, **base), log=lambda m: None)
+        jobs = [(s, n, b) for n in names for b in budget_list for s in strategies]
+        done = sum(1 for s, n, b in jobs if cache.get(f"model/{s}/{n}/{b}"))
+        log(f"(b) {len(jobs)} models ({len(names)} superclasses x {len(budget_list)} budgets x "
+            f"{len(strategies)} strategies), {done} cached")
+        for i, (s, n, b) in enumerate(jobs):
+            k = f"model/{s}/{n}/{b}"
+            if cache.get(k):
+                continue
+            t0 = time.time()
+            sp = sps[s]
+            sp.out = Path(args.models_dir) / s / args.target
+            plan = sp.plan([Scenario((n,), b)])[0]
+            m = sp.build(plan)
+            v = validate_folder(plan.dest, args.target, data=args.data)
+            rec = {"strategy": s, "superclass": n, "budget": str(b), "budget_ms": b.value, "arch": m["arch"],
+                   "predicted_ms": m["predicted_latency_ms"], "measured_ms": v["latency_ms"],
+                   "within_budget": v["latency_ms"] <= b.value, "utilization": v["latency_ms"] / b.value,
+                   "acc_float": m["accuracy"]["host_float"], "acc_int8": m["accuracy"]["host_int8"],
+                   "int8_drop": m["accuracy"]["host_float"] - m["accuracy"]["host_int8"],
+                   "madds_m": m["madds_m"], "search_seconds": m["search"]["seconds"],
+                   "model_sha256": _sha256(plan.dest / "model.tflite"), "seconds": round(time.time() - t0, 1)}
+            cache.put(k, rec)
+            log(f"(b) [{i + 1}/{len(jobs)}] {s:<9} {n:<30} {b}: {rec['measured_ms']:.3f} ms measured, "
+                f"int8 {rec['acc_int8']:.1f}% ({rec['seconds']:.0f} s)")
+        recs = [cache.get(f"model/{s}/{n}/{b}") for s, n, b in jobs]
+        result["accuracy"] = summarize(recs, strategies, [str(b) for b in budget_list], names, np)
+        result["subset"] = {"superclasses": list(names), "budgets": [str(b) for b in budget_list],
+                            "full": len(names) == 20 and len(budget_list) == 3,
+                            "note": "" if len(names) == 20 and len(budget_list) == 3 else
+                            "a subset of the 20 superclasses x 3 budgets grid was run"}
+        result["models"] = recs
+        plot(recs, strategies, Path(args.plot), args.target)
+        result["plot"] = os.path.relpath(args.plot, Path(args.out).parent)
+
+    result.update({"command": command_line(), "versions": versions(), "machine": machine(),
+                   "seconds": round(time.time() - t_start, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
+    log(f"wrote {args.out}")
+    return 0
+
+
+def summarize(recs, strategies, budgets, names, np) -> dict:
+    out = {"per_strategy": {}, "per_budget": {}, "goals": {}}
+    for s in strategies:
+        r = [x for x in recs if x["strategy"] == s]
+        if not r:
+            continue
+        out["per_strategy"][s] = {
+            "models": len(r),
+            "mean_acc_int8": round(float(np.mean([x["acc_int8"] for x in r])), 3),
+            "mean_acc_float": round(float(np.mean([x["acc_float"] for x in r])), 3),
+            "mean_measured_ms": round(float(np.mean([x["measured_ms"] for x in r])), 4),
+            "budget_compliance": round(float(np.mean([x["within_budget"] for x in r])), 4),
+            "mean_utilization": round(float(np.mean([x["utilization"] for x in r])), 4),
+            "mean_int8_drop": round(float(np.mean([x["int8_drop"] for x in r])), 3),
+            "max_int8_drop": round(float(np.max([x["int8_drop"] for x in r])), 3),
+            "mean_predicted_error_pct": round(float(np.mean([100 * (x["predicted_ms"] - x["measured_ms"])
+                                                              / x["measured_ms"] for x in r])), 2),
+        }
+        out["per_budget"][s] = {b: round(float(np.mean([x["acc_int8"] for x in r if x["budget"] == b])), 3)
+                                for b in budgets if any(x["budget"] == b for x in r)}
+    ps = out["per_strategy"]
+    if "generator" in ps:
+        g = ps["generator"]["mean_acc_int8"]
+        if "evolution" in ps:
+            out["goals"]["generator_ge_evolution"] = {"generator": g, "evolution": ps["evolution"]["mean_acc_int8"],
+                                                      "met": g >= ps["evolution"]["mean_acc_int8"]}
+        if "uniform" in ps:
+            out["goals"]["generator_ge_uniform_plus_2"] = {"generator": g, "uniform": ps["uniform"]["mean_acc_int8"],
+                                                           "met": g >= ps["uniform"]["mean_acc_int8"] + 2}
+        out["goals"]["compliance_100pct"] = {s: ps[s]["budget_compliance"] for s in ps}
+        out["goals"]["int8_drop_le_0.5"] = {s: {"mean": ps[s]["mean_int8_drop"], "met": ps[s]["mean_int8_drop"] <= 0.5}
+                                            for s in ps}
+    out["int8_drop_per_scenario"] = {f"{x['strategy']}/{x['superclass']}/{x['budget']}": round(x["int8_drop"], 3)
+                                     for x in recs}
+    return out
+
+
+def plot(recs, strategies, path: Path, target: str) -> None:
+    """Every model (faint) and each strategy's mean per budget (bold, joined): int8 accuracy vs
+    measured latency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from edgeeas.specialize import STRATEGY_STYLE
+    from edgeeas.utils import atomic_write
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
+    for s in strategies:
+        r = [x for x in recs if x["strategy"] == s]
+        if not r:
+            continue
+        color, marker = STRATEGY_STYLE.get(s, (None, "x"))
+        ax.scatter([x["measured_ms"] for x in r], [x["acc_int8"] for x in r], s=10, alpha=0.25, color=color,
+                   marker=marker)
+        bs = sorted({x["budget_ms"] for x in r})
+        mx = [np.mean([x["measured_ms"] for x in r if x["budget_ms"] == b]) for b in bs]
+        my = [np.mean([x["acc_int8"] for x in r if x["budget_ms"] == b]) for b in bs]
+        ax.plot(mx, my, color=color, marker=marker, lw=2, ms=7,
+                label=f"{s}: mean {np.mean([x['acc_int8'] for x in r]):.1f}%")
+    for b in sorted({x["budget_ms"] for x in recs}):
+        ax.axvline(b, color="k", lw=0.6, ls=":", alpha=0.6)
+    n_sc = len({x["superclass"] for x in recs})
+    ax.set_xlabel(f"measured latency on {target} (ms); dotted: budgets")
+    ax.set_ylabel("within-superclass int8 accuracy (%)")
+    ax.set_title(f"{n_sc} superclasses x {len({x['budget'] for x in recs})} budgets: each model (faint), "
+                 f"mean per budget (bold)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
