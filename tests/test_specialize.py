@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from adb_fixtures import *  # noqa: F401,F403 - fixtures (the in-process adb peer)
 from edgeeas.cli import main
 
 SC = "vehicles_1"
@@ -310,6 +311,29 @@ def test_deploy_to_host_copies_passing_models_only(env, emitted, tmp_path):
     v = json.loads((failing / "validation.json").read_text())
     assert not v["passed"] and v["latency_ms"] > 0.01
     assert json.loads((failing / "manifest.json").read_text())["predicted_latency_ms"] <= 0.01
+
+
+def test_deploy_over_adb_pushes_to_the_device(env, emitted, peer, tmp_path):
+    """An adb target (the device-side peer: its /data/local/tmp is tmp_path/device0): the model
+    built earlier for it is kept, validated over adb, and pushed with its manifest."""
+    serial = peer.serial
+    out = tmp_path / "out"
+    folder = out / serial.replace(":", "_") / SC / "8M"
+    shutil.copytree(emitted / "host" / SC / "8M", folder, ignore=shutil.ignore_patterns("validation.json"))
+    m = json.loads((folder / "manifest.json").read_text())
+    m["target"] = m["request"]["target"] = serial  # as `specialize --target SERIAL` would have written it
+    (folder / "manifest.json").write_text(json.dumps(m))
+    cfg = tmp_path / "deploy.yaml"
+    cfg.write_text(f"target: '{serial}'\nadb_serial: '{serial}'\nstrategy: uniform\nsupernet: {env['run']}\n"
+                   f"recal_images: 200\ncalib_images: 32\nscenarios:\n  - superclass: {SC}\n    budget: 8M\n")
+    r = env["cli"]("deploy", "--config", cfg, "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert f"deployed  {SC} @ 8M" in r.output and f"{serial}:/data/local/tmp/edgeeas/{SC}/8M" in r.output
+    on_device = tmp_path / "device0" / "edgeeas" / SC / "8M"
+    assert sorted(p.name for p in on_device.iterdir()) == ["manifest.json", "model.tflite", "validation.json"]
+    assert _sha(on_device / "model.tflite") == _sha(folder / "model.tflite")
+    v = json.loads((on_device / "validation.json").read_text())
+    assert v["passed"] and v["target_kind"] == "adb" and v["outputs_identical"]
 
 
 def test_report_lists_every_model_and_plots(env, emitted):
