@@ -625,9 +625,8 @@ def fit_predictor(table: LatencyTable, *, target_name: str = "", fingerprint: di
     per = []
     for (arch, k, raw, n, y), h in zip(samples, heldout):
         pred = fit.intercept_ms + fit.scale * raw + fit.per_block_ms * n
-        per.append({"arch": arch, "num_classes": k, "blocks": n, "measured_ms": round(y, 5),
-                    "rows_sum_ms": round(raw, 5), "predicted_ms": round(pred, 5),
-                    "heldout_predicted_ms": None if h is None else round(h, 5),
+        per.append({"arch": arch, "num_classes": k, "blocks": n, "measured_ms": y,
+                    "rows_sum_ms": raw, "predicted_ms": pred, "heldout_predicted_ms": h,
                     "error_pct": round(100 * (pred - y) / y, 3),
                     "heldout_error_pct": None if h is None else round(100 * (h - y) / y, 3)})
     table.set_predicted({(p["arch"], p["num_classes"]): (p["heldout_predicted_ms"] if p["heldout_predicted_ms"]
@@ -852,6 +851,9 @@ def bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets:
 
     for t in live:
         tab, fp = tables[t.name], fingerprints[t.name]
+        p = t.protocol
+        log(f"{t.describe()}: table {tab.path} ({space.name}: {len(rows)} rows, {len(tab.rows())} measured; "
+            f"{p.threads} thread(s), {p.warmup_runs}+{p.num_runs} runs)")
         if not tab.meta().get("fingerprint"):
             tab.set_meta(fingerprint=fp)
         tab.set_meta(fingerprint_last=fp)

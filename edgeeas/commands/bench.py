@@ -191,9 +191,6 @@ def bench(files, target_name, adb_serials, name, targets_file, benchmark_binary,
     from ..latency import bench_targets
 
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
-    for t in targets:
-        log(f"{t.describe()}: table {t.directory / 'latency.sqlite'} ({space.name}, {protocol.threads} thread(s), "
-            f"{protocol.warmup_runs}+{protocol.num_runs} runs)")
     reports = bench_targets(targets, space, subnets=subnets, force=force, progress=not quiet, log=log)
     if len(reports) == 1:
         (r,) = reports.values()
