@@ -5,7 +5,9 @@ One scenario, start to finish (:meth:`Specializer.build`)::
     search (--strategy: generator | evolution | random | uniform, all through find_arch)
       -> static subnet with inherited weights, head restricted to the scenario's fine classes
          (ascending fine-class id)
-      -> BN statistics recalibrated on the scenario's training images
+      -> BN statistics recalibrated on training images of every superclass (the mixture the
+         supernet's BN saw in training: recalibrating on one superclass alone cost 3-12 points
+         of within-superclass accuracy on the shipped supernet)
       -> float accuracy on the scenario's test images (host)
       -> model.onnx, model.tflite (full-integer int8, calibrated on the scenario's training images)
       -> int8 accuracy on the same test images through the LiteRT interpreter
@@ -189,7 +191,7 @@ class SpecializeConfig:
     data: str | None = None
     out: str = "out"
     force: bool = False
-    recal_images: int = 1000             # BN recalibration (scenario's training images)
+    recal_images: int = 1000             # BN recalibration (training images of all superclasses)
     calib_images: int = 256              # int8 calibration (scenario's training images)
     test_images: int = 0                 # 0: every test image of the scenario
     fitness: str = "predictor"           # evolution / random
@@ -416,9 +418,12 @@ class Specializer:
         self.log(f"{sc}: {c.strategy} chose {arch} ({res.predicted_cost:.3f}{res.unit} predicted, "
                  f"{res.seconds:.3g} s)")
 
-        # 2. static subnet, head restricted, BN recalibrated on the scenario's training images
+        # 2. static subnet, head restricted, BN recalibrated on training images of all superclasses:
+        #    the supernet's BN learned mixed-superclass batches, and one superclass's statistics
+        #    alone cost 3-12 points (measured on vehicles_1, flowers, fish); the int8 calibration
+        #    below still uses the scenario's own images, which fix the activation ranges.
         sub = self.net.subnet(arch).restrict_head(classes)
-        recal = recal_images(ds, n=c.recal_images, seed=c.seed, superclasses=ids)
+        recal = recal_images(ds, n=c.recal_images, seed=c.seed)
         recalibrate_bn(sub, recal)
         sub.eval()
         calib = to_float(recal_images(ds, n=c.calib_images, seed=c.seed + 1, superclasses=ids))
@@ -476,7 +481,8 @@ class Specializer:
             "output": {"shape": list(info.output_shape), "dtype": info.output_dtype, "scale": info.output_scale,
                        "zero_point": info.output_zero_point, "meaning": "logits over classes, in this order"},
             "search": {**res.to_dict(), "budget": str(sc.budget)},
-            "bn_recalibration": {"images": int(len(recal)), "split": "train", "seed": c.seed},
+            "bn_recalibration": {"images": int(len(recal)), "split": "train", "superclasses": "all",
+                                 "seed": c.seed},
             "calibration": {"images": int(calib.shape[0]), "split": "train", "seed": c.seed + 1},
             "files": {},
             "supernet": self.supernet_identity(),

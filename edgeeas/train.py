@@ -208,7 +208,7 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
     batches = _Batches(ds, cfg, rank, world)
     spe = batches.steps
     total = cfg.epochs * spe
-    epoch, step_in_epoch, history = 0, 0, []
+    epoch, step_in_epoch, history, partial = 0, 0, [], {}
     if resume:
         try:
             ck = load_raw(last)
@@ -218,6 +218,7 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
         opt.load_state_dict(ck["optimizer"])
         epoch, step_in_epoch = int(ck["epoch"]), int(ck["step"])
         history = json.loads(ck.get("history", "[]"))
+        partial = json.loads(ck.get("partial_epoch", "{}"))  # the interrupted epoch's running totals
         if ck["meta"].get("config", {}).get("epochs") != cfg.epochs:
             log(f"note: resuming with --epochs {cfg.epochs} (the run started with "
                 f"{ck['meta'].get('config', {}).get('epochs')}); the cosine schedule is re-spread")
@@ -236,12 +237,17 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
             {**asdict(cfg), "world_size": world, "command": command_line(), "search_space": space.to_dict(),
              "dataset": ds.source, "versions": versions()}, sort_keys=False))
 
+    acc = {}  # running totals of the current epoch, kept across resumes so summary.csv is per epoch
+
     def save(ep: int, st: int) -> None:
         if rank != 0:
             return
+        done = {k: acc.get(k, 0) for k in ("seen", "loss_sum", "correct_sum", "n_steps")}
+        done["seconds"] = acc.get("seconds", 0.0) + (time.time() - acc["t0"] if "t0" in acc else 0.0)
         atomic_torch_save({"format": "edgeeas-supernet/1", "space": space.to_dict(), "state_dict": net.state_dict(),
                            "optimizer": opt.state_dict(), "epoch": ep, "step": st, "meta": meta,
-                           "history": json.dumps(history)}, last)
+                           "history": json.dumps(history),
+                           "partial_epoch": json.dumps(done if st else {})}, last)
 
     eval_idx = np.sort(np.random.default_rng(123).choice(len(ds.test.labels),
                                                         min(cfg.eval_images, len(ds.test.labels)), replace=False))
@@ -258,7 +264,14 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
                 bar = tqdm(total=spe, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                            unit="step", mininterval=1.0 if os.isatty(2) else 60.0, dynamic_ncols=True)
             net.train()
-            t0, seen, loss_sum, correct_sum, n_steps = time.time(), 0, 0.0, 0.0, 0
+            acc.clear()
+            acc.update(partial if step_in_epoch else {})
+            partial = {}
+            acc["t0"] = time.time()
+            acc.setdefault("seconds", 0.0)
+            for k in ("seen", "loss_sum", "correct_sum", "n_steps"):
+                acc.setdefault(k, 0)
+            seg_start = acc["n_steps"]
             for step in range(step_in_epoch, spe):
                 if cfg.max_steps and it >= cfg.max_steps:
                     break
@@ -279,17 +292,17 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
                 loss.backward()
                 opt.step()
                 it += 1
-                seen += len(idx)
-                loss_sum += loss.item()
-                correct_sum += correct.item()
-                n_steps += 1
+                acc["seen"] += len(idx)
+                acc["loss_sum"] += loss.item()
+                acc["correct_sum"] += correct.item()
+                acc["n_steps"] += 1
                 if steps_log:
                     steps_log.write(json.dumps({"epoch": epoch, "step": step, "kept": kept,
                                                 "archs": [str(a) for a in archs[2:]],
                                                 "loss": round(loss.item(), 4)}) + "\n")
                 if bar:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss_sum / n_steps:.3f}", lr=f"{opt.param_groups[0]['lr']:.4f}")
+                    bar.set_postfix(loss=f"{acc['loss_sum'] / acc['n_steps']:.3f}", lr=f"{opt.param_groups[0]['lr']:.4f}")
                 if time.time() - last_save > cfg.checkpoint_minutes * 60:
                     if steps_log:
                         steps_log.flush()
@@ -297,24 +310,26 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
                     last_save = time.time()
             if bar:
                 bar.close()
-            finished_epoch = not (cfg.max_steps and it >= cfg.max_steps and step_in_epoch + n_steps < spe)
-            secs = time.time() - t0
+            seg_steps = acc["n_steps"] - seg_start
+            finished_epoch = step_in_epoch + seg_steps >= spe
+            secs = acc["seconds"] + time.time() - acc["t0"]
             if rank == 0:
-                row = {"epoch": epoch + 1, "steps": n_steps, "lr": round(opt.param_groups[0]["lr"], 6),
-                       "train_loss": round(loss_sum / max(1, n_steps), 4),
-                       "train_acc_largest_kept": round(100 * correct_sum / max(1, seen * world), 2),
-                       "images_per_s": round(seen * world / max(secs, 1e-9), 1), "seconds": round(secs, 1)}
+                n = max(1, acc["n_steps"])
+                row = {"epoch": epoch + 1, "steps": acc["n_steps"], "lr": round(opt.param_groups[0]["lr"], 6),
+                       "train_loss": round(acc["loss_sum"] / n, 4),
+                       "train_acc_largest_kept": round(100 * acc["correct_sum"] / max(1, acc["seen"] * world), 2),
+                       "images_per_s": round(acc["seen"] * world / max(secs, 1e-9), 1), "seconds": round(secs, 1)}
                 net.eval()
                 for name, arch in (("smallest", space.smallest()), ("largest", space.largest())):
-                    acc = evaluate_arch(net, arch, ds, recal=recal, test_idx=eval_idx)
-                    row[f"{name}_within_acc"] = round(acc.mean_within, 2)
-                    row[f"{name}_top1"] = round(acc.top1_all, 2)
+                    res = evaluate_arch(net, arch, ds, recal=recal, test_idx=eval_idx)
+                    row[f"{name}_within_acc"] = round(res.mean_within, 2)
+                    row[f"{name}_top1"] = round(res.top1_all, 2)
                 net.set_largest()
-                history.append(row)
+                history[:] = [h for h in history if h["epoch"] != row["epoch"]] + [row]  # one row per epoch
                 _write_summary(out / "summary.csv", history)
                 log("  ".join(f"{k}={v}" for k, v in row.items()))
             if not finished_epoch:
-                save(epoch, step_in_epoch + n_steps)
+                save(epoch, step_in_epoch + seg_steps)
                 break
             epoch, step_in_epoch = epoch + 1, 0
             save(epoch, 0)

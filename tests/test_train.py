@@ -65,6 +65,11 @@ def test_resume_continues_the_same_sequence(cifar, tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
     assert straight.exists() and resumed.exists()
+    # summary.csv has one row per epoch, with the totals of both segments of the resumed run
+    import csv
+    for run in ("s", "r"):
+        rows = list(csv.DictReader(open(tmp_path / run / "summary.csv")))
+        assert [(r["epoch"], r["steps"]) for r in rows] == [("1", "4")]
 
 
 def test_dropout_zero_keeps_every_superclass(cifar, tmp_path):

@@ -45,7 +45,7 @@ def _print_validation(v: dict) -> str:
 @click.option("--validate", "do_validate", is_flag=True,
               help="run each emitted model on the target: measured latency vs budget, accuracy vs host")
 @click.option("--recal-images", default=1000, show_default=True, type=click.IntRange(1),
-              help="scenario training images for BN recalibration")
+              help="training images (of all superclasses) for BN recalibration")
 @click.option("--calib-images", default=256, show_default=True, type=click.IntRange(1),
               help="scenario training images for int8 calibration")
 @click.option("--test-images", default=0, type=click.IntRange(0), help="score on the first N test images (0: all)")
