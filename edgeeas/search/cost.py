@@ -164,29 +164,24 @@ class CostTable:
         return self.genome_cost(Genome.from_arch(arch, self.space), num_classes)
 
     # ---- exact extremes (a cost is a sum over slots, so per-stage enumeration is exact) ----
-    def min_genome(self) -> Genome:
+    def _extreme_genome(self, agg, arg) -> Genome:
+        """The cheapest (min/argmin) or dearest (max/argmax) genome, stage by stage."""
         S, D = self.space.num_stages, self.space.max_depth
         t = self.table
         g = Genome([0] * S, [[0] * D for _ in range(S)], [[0] * D for _ in range(S)])
         for s in range(S):
-            costs = [sum(t[s, b].min() for b in range(d)) for d in self.space.depths]
-            g.d[s] = int(np.argmin(costs))
+            costs = [sum(agg(t[s, b]) for b in range(d)) for d in self.space.depths]
+            g.d[s] = int(arg(costs))
             for b in range(D):
-                ei, ki = np.unravel_index(np.argmin(t[s, b]), t[s, b].shape)
+                ei, ki = np.unravel_index(arg(t[s, b]), t[s, b].shape)
                 g.e[s][b], g.k[s][b] = int(ei), int(ki)
         return g
 
+    def min_genome(self) -> Genome:
+        return self._extreme_genome(np.min, np.argmin)
+
     def max_genome(self) -> Genome:
-        S, D = self.space.num_stages, self.space.max_depth
-        t = self.table
-        g = Genome([0] * S, [[0] * D for _ in range(S)], [[0] * D for _ in range(S)])
-        for s in range(S):
-            costs = [sum(t[s, b].max() for b in range(d)) for d in self.space.depths]
-            g.d[s] = int(np.argmax(costs))
-            for b in range(D):
-                ei, ki = np.unravel_index(np.argmax(t[s, b]), t[s, b].shape)
-                g.e[s][b], g.k[s][b] = int(ei), int(ki)
-        return g
+        return self._extreme_genome(np.max, np.argmax)
 
     def bounds(self, num_classes: int = 5) -> tuple[float, float]:
         """(cheapest, dearest) cost of any architecture with a ``num_classes``-way head."""
