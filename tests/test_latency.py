@@ -120,7 +120,7 @@ def test_predictor_interface_identity(tiny_bench):
     root, target, _ = tiny_bench
     p = L.LatencyPredictor.load(target)
     q = L.LatencyPredictor.load(target.directory)
-    assert p.space == TINY and p.fit.method.startswith("lstsq") and p.fit.n == 3
+    assert p.space == TINY and "lstsq" in p.fit.method and p.fit.n == 3
     for a in all_archs(TINY):
         for k in (5, 20, 100):
             want = p.fixed_ms(k) + sum(p.block_ms(s) for s in TINY.block_specs(a))
