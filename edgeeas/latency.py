@@ -564,15 +564,19 @@ def _lstsq(samples: list[tuple[float, int, float]]) -> Fit:
     # Least squares on *relative* errors (each equation divided by the measured time): budgets
     # and the goal are in percent, and plain least squares lets the few slowest subnets (10x the
     # median, on the host's non-XNNPACK 7x7 depthwise kernels) drag the small ones off by 100s of %.
+    # Coefficients are kept >= 0 (non-negative least squares): an overhead cannot be negative, and
+    # a negative per-block term would make the cheapest blocks cost less than nothing.
+    from scipy.optimize import nnls
+
     w = 1.0 / np.maximum(y, 1e-9)
     if n >= 8 and np.ptp(b) > 0:
         A = np.stack([np.ones(n), s, b], axis=1)
-        (c0, c1, c2), *_ = np.linalg.lstsq(A * w[:, None], y * w, rcond=None)
-        return Fit(float(c0), float(c1), float(c2), "relative lstsq intercept+scale+per_block", n)
+        (c0, c1, c2), _ = nnls(A * w[:, None], y * w)
+        return Fit(float(c0), float(c1), float(c2), "relative nnls lstsq intercept+scale+per_block", n)
     if n >= 3 and np.ptp(s) > 0:
         A = np.stack([np.ones(n), s], axis=1)
-        (c0, c1), *_ = np.linalg.lstsq(A * w[:, None], y * w, rcond=None)
-        return Fit(float(c0), float(c1), 0.0, "relative lstsq intercept+scale", n)
+        (c0, c1), _ = nnls(A * w[:, None], y * w)
+        return Fit(float(c0), float(c1), 0.0, "relative nnls lstsq intercept+scale", n)
     return Fit(float(np.mean(y - s)), 1.0, 0.0, "mean offset", n)
 
 
