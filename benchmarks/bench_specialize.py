@@ -104,8 +104,8 @@ def main(argv=None) -> int:
     import torch
 
     from edgeeas.search import find_arch, parse_budget
-    from edgeeas.specialize import SpecializeConfig, Specializer, Scenario, validate_folder, _sha256
-    from edgeeas.utils import atomic_write_text, command_line, machine, versions
+    from edgeeas.specialize import SpecializeConfig, Specializer, Scenario, validate_folder
+    from edgeeas.utils import atomic_write_text, command_line, machine, sha256_file, versions
 
     t_start = time.time()
     torch.manual_seed(args.seed)
@@ -240,7 +240,7 @@ def main(argv=None) -> int:
                    "acc_float": m["accuracy"]["host_float"], "acc_int8": m["accuracy"]["host_int8"],
                    "int8_drop": m["accuracy"]["host_float"] - m["accuracy"]["host_int8"],
                    "madds_m": m["madds_m"], "search_seconds": m["search"]["seconds"],
-                   "model_sha256": _sha256(plan.dest / "model.tflite"), "seconds": round(time.time() - t0, 1)}
+                   "model_sha256": sha256_file(plan.dest / "model.tflite"), "seconds": round(time.time() - t0, 1)}
             cache.put(k, rec)
             log(f"(b) [{i + 1}/{len(jobs)}] {s:<9} {n:<30} {b}: {rec['measured_ms']:.3f} ms measured, "
                 f"int8 {rec['acc_int8']:.1f}% ({rec['seconds']:.0f} s)")
@@ -308,7 +308,7 @@ def plot(recs, strategies, path: Path, target: str) -> None:
     import numpy as np
 
     from edgeeas.specialize import STRATEGY_STYLE
-    from edgeeas.utils import atomic_write
+    from edgeeas.utils import save_figure
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
     for s in strategies:
@@ -333,9 +333,7 @@ def plot(recs, strategies, path: Path, target: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

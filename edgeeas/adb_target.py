@@ -32,7 +32,6 @@ the command that reproduces it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -48,6 +47,7 @@ import numpy as np
 
 from .errors import EdgeeasUsageError
 from .targets import Target, TargetError, register_target_kind
+from .utils import sha256_file
 
 __all__ = ["AdbTarget", "REMOTE_DIR", "REMOTE_BINARY", "find_targets_file"]
 
@@ -61,12 +61,6 @@ _NO_SPACE = re.compile(r"no space left on device|ENOSPC", re.I)
 _UNSAFE_NAME = re.compile(r"[,\n\r\0/]")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def find_targets_file(targets_file: str | os.PathLike | None = None) -> Path | None:
@@ -212,7 +206,7 @@ class AdbTarget(Target):
 
         remote = f"{REMOTE_DIR}/runner.py"
         if not self._runner_ready:
-            want = _sha256(RUNNER_PATH)
+            want = sha256_file(RUNNER_PATH)
             if self._remote_hash(remote) != want:
                 self._shell(["mkdir", "-p", REMOTE_DIR])
                 self._push_atomic(RUNNER_PATH, remote, stamp=want)
@@ -222,7 +216,7 @@ class AdbTarget(Target):
     def ensure_binary(self) -> str:
         """Push the official benchmark_model binary (once per content) and make it executable."""
         if self._binary_hash is None:
-            want = _sha256(self.benchmark_binary)
+            want = sha256_file(self.benchmark_binary)
             if self._remote_hash(REMOTE_BINARY) != want:
                 self._push_atomic(self.benchmark_binary, REMOTE_BINARY, mode_x=True, stamp=want)
             self._binary_hash = want
@@ -238,7 +232,7 @@ class AdbTarget(Target):
         for p in paths:
             if not p.is_file():
                 raise TargetError(f"model {p} does not exist")
-            sha = _sha256(p)
+            sha = sha256_file(p)
             wanted[str(p)] = (sha, self.remote_model_path(p, sha))
         todo = [(l, r) for l, (sha, r) in wanted.items() if (sha, r) not in self._pushed]
         if todo:
@@ -438,7 +432,7 @@ class AdbTarget(Target):
 
         fp = {"kind": "adb", **fingerprint(self.device)}
         if self.benchmark_binary is not None:
-            fp.update(runner="benchmark_model", runner_sha256=self._binary_hash or _sha256(self.benchmark_binary),
+            fp.update(runner="benchmark_model", runner_sha256=self._binary_hash or sha256_file(self.benchmark_binary),
                       runner_version=None)
         else:
             fp.update(runner="edgeeas-runner", runner_version=RUNNER_VERSION)

@@ -672,7 +672,7 @@ def _plot(per: list[dict], out: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .utils import atomic_write
+    from .utils import save_figure
 
     y = [p["measured_ms"] for p in per]
     pred = [p["heldout_predicted_ms"] if p["heldout_predicted_ms"] is not None else p["predicted_ms"] for p in per]
@@ -692,9 +692,7 @@ def _plot(per: list[dict], out: dict, path: Path) -> None:
     ax.set_ylim(lo, max(hi, max(raw) * 1.05))
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 class LatencyPredictor:

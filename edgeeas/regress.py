@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import hashlib
 import json
 import logging
 import math
@@ -116,11 +115,9 @@ class ModelEntry:
 
     @property
     def sha256(self) -> str:
-        h = hashlib.sha256()
-        with open(self.path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
+        from .utils import sha256_file
+
+        return sha256_file(self.path)
 
 
 @dataclass

@@ -25,7 +25,6 @@ result as ``validation.json`` beside the model; :func:`deploy` and :func:`build_
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -38,6 +37,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import EdgeeasError, EdgeeasUsageError
+from .utils import sha256_file
 
 __all__ = ["Scenario", "SpecializeConfig", "Specializer", "SpecializeError", "OutputExistsError",
            "parse_budget_list", "parse_scenarios", "validate_folder", "target_protocol", "find_models",
@@ -115,12 +115,6 @@ def parse_scenarios(ds, superclass_groups, all_superclasses: bool, budgets) -> l
 
 
 # ---- small helpers ----------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _now() -> str:
@@ -256,7 +250,7 @@ class Specializer:
     def supernet_identity(self) -> dict:
         m = self.net_meta or {}
         if not hasattr(self, "_net_sha"):
-            self._net_sha = _sha256(self.supernet_path)
+            self._net_sha = sha256_file(self.supernet_path)
         return {"path": str(self.supernet_path), "sha256": self._net_sha, "fingerprint": self.net_fp,
                 "epochs_done": m.get("epochs_done"), "command": m.get("command")}
 
@@ -296,7 +290,7 @@ class Specializer:
                 f"no trained generator at {path} ({where}): run `edgeeas train generator --supernet {run} {what}` "
                 f"(or pass --generator PATH), or search per scenario with --strategy evolution")
         g = load_generator(path, self.net, cost, self.ds, cost_name)
-        info = {"path": str(path), "sha256": _sha256(path), "cost": g.meta.get("cost"),
+        info = {"path": str(path), "sha256": sha256_file(path), "cost": g.meta.get("cost"),
                 "supernet_fingerprint": g.meta.get("supernet_fingerprint"),
                 "steps": g.meta.get("steps_done"), "command": g.meta.get("command")}
         return g, info
@@ -494,7 +488,7 @@ class Specializer:
             "request": plan.request,
         }
         for name in (MODEL, ONNX):
-            manifest["files"][name] = {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
+            manifest["files"][name] = {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
         _write_json(tmp / MANIFEST, manifest)
         return manifest
 
@@ -512,7 +506,7 @@ def validate_folder(folder: Path, target: str | None = None, *, data=None, image
     r = run_validation(folder / MODEL, target_name=target, adb_serial=adb_serial, targets_file=targets_file,
                        manifest_path=folder / MANIFEST, data=data, images=images,
                        max_accuracy_gap=max_accuracy_gap, protocol=target_protocol(target))
-    r["model_sha256"] = _sha256(folder / MODEL)
+    r["model_sha256"] = sha256_file(folder / MODEL)
     r["validated"] = _now()
     budget = manifest.get("budget") or {}
     if budget.get("kind") == "latency_ms" and budget.get("value"):
@@ -685,7 +679,7 @@ def plot_pareto(groups: dict[str, list[tuple[float, float]]], path: Path, title:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .utils import atomic_write
+    from .utils import save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for name in sorted(groups, key=lambda n: (n not in STRATEGY_STYLE, list(STRATEGY_STYLE).index(n)
@@ -704,9 +698,7 @@ def plot_pareto(groups: dict[str, list[tuple[float, float]]], path: Path, title:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def build_report(target: str, out_dirs, dest: Path | None = None, *, measure: bool = False, data=None,

@@ -8,8 +8,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save", "versions", "command_line",
-           "machine"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save", "save_figure", "sha256_file", "versions",
+           "command_line", "machine"]
 
 
 @contextmanager
@@ -46,6 +46,25 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
 
     with atomic_write(path, "wb") as f:
         torch.save(obj, f)
+
+
+def save_figure(fig, path: str | os.PathLike) -> None:
+    """A matplotlib figure as a PNG, written atomically, then closed."""
+    import matplotlib.pyplot as plt
+
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def versions() -> dict[str, str]:
