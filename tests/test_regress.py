@@ -78,8 +78,10 @@ def test_regression_caught_by_larger_model(make_peer, tmp_path, models):
     assert doc["devices"][a.serial]["fingerprint"]["model"] == "Peer A"
 
     shutil.copy(models["big"], tmp_path / "m.tflite")      # ~5x the work of the small model
+    # +100 % tolerance: a shared 2-core machine shifts every median by up to +60 % between two runs
+    # (seen in clean-clone CI runs beside other jobs); the larger model is ~5x (+400 %).
     code, stdout, stderr = _invoke("--farm", str(farm), "--baseline", str(base), "--out", str(out),
-                                   "--latency-tol", "0.3")
+                                   "--latency-tol", "1.0")
     assert code == 1, stdout + stderr
     assert "REGRESSION" in stdout and "file content changed since the baseline" in stderr
     cases = _junit(out / "junit.xml")
@@ -119,7 +121,9 @@ def test_unchanged_passes_five_times(make_peer, tmp_path, models, data_path):
     acc = rec.devices[a.serial].accuracy["sc/model.tflite"]
     assert acc["mode"] == "labels" and acc["n"] == 100 and 0 <= acc["accuracy_pct"] <= 100
     for i in range(5):
-        res = run_regress(farm, base, tolerances=Tolerances(latency_rel=0.3))
+        # +100 %: machine-wide load shifts of +60 % were seen between runs here (both peers alike);
+        # the false-alarm rate at the default 10 % is measured in benchmarks/bench_regress.py.
+        res = run_regress(farm, base, tolerances=Tolerances(latency_rel=1.0))
         bad = [c.message for c in res.cases if c.status != "pass"]
         assert res.exit_code == 0 and not bad, f"run {i}: {bad}"
         assert len(res.cases) == 2 * 2 * 2
