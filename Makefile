@@ -9,11 +9,12 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 install: apt $(BIN)/edgeeas data
 
-# System packages the tests use: Debian's real adb client (drives our device-side peer), libusb.
+# System packages the tests use: Debian's real adb client (drives our device-side peer), libusb,
+# iproute2 (a peer in a network namespace whose link is cut: a device going offline).
 apt:
-	@if ! command -v adb >/dev/null 2>&1 || ! ldconfig -p | grep -q libusb-1.0; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq adb libusb-1.0-0; \
-	  else echo "edgeeas: please install the Debian packages 'adb' and 'libusb-1.0-0' (needs root)" >&2; exit 1; fi; \
+	@if ! command -v adb >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 || ! ldconfig -p | grep -q libusb-1.0; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq adb libusb-1.0-0 iproute2; \
+	  else echo "edgeeas: please install the Debian packages 'adb', 'libusb-1.0-0' and 'iproute2' (needs root)" >&2; exit 1; fi; \
 	fi
 
 $(VENV)/bin/python:
