@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from ._options import search_options
+
 from ..cli import DATA_HELP
 
 
@@ -24,13 +26,7 @@ def _strategy_names():
 @click.option("--generator", "generator_path", default=None,
               help="generator file (default: the supernet's run directory/generator-<target>.pt)")
 @click.option("--data", default=None, help=DATA_HELP)
-@click.option("--fitness", default="predictor", show_default=True, type=click.Choice(["predictor", "direct"]),
-              help="accuracy predictor trained on measured subnets, or direct held-out evaluation")
-@click.option("--evaluations", default=500, show_default=True, type=click.IntRange(1),
-              help="fitness evaluations (evolution; random search samples as many)")
-@click.option("--population", default=100, show_default=True, type=click.IntRange(2), help="evolution population")
-@click.option("--predictor-samples", default=200, show_default=True, type=click.IntRange(3),
-              help="measured subnets per scenario for the accuracy predictor (cached next to the supernet)")
+@search_options
 @click.option("--recal-images", default=500, show_default=True, type=click.IntRange(1))
 @click.option("--val-images", default=500, show_default=True, type=click.IntRange(1),
               help="held-out training images per superclass for measured accuracy")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from ._options import search_options
+
 from ..cli import DATA_HELP
 
 __all__ = ["specialize", "deploy", "report"]
@@ -49,13 +51,7 @@ def _print_validation(v: dict) -> str:
 @click.option("--calib-images", default=256, show_default=True, type=click.IntRange(1),
               help="scenario training images for int8 calibration")
 @click.option("--test-images", default=0, type=click.IntRange(0), help="score on the first N test images (0: all)")
-@click.option("--fitness", default="predictor", show_default=True, type=click.Choice(["predictor", "direct"]),
-              help="evolution/random: accuracy predictor (as once-for-all) or direct held-out evaluation")
-@click.option("--evaluations", default=500, show_default=True, type=click.IntRange(1),
-              help="evolution: fitness evaluations; random: samples")
-@click.option("--population", default=100, show_default=True, type=click.IntRange(2), help="evolution population")
-@click.option("--predictor-samples", default=200, show_default=True, type=click.IntRange(3),
-              help="measured subnets per superclass for the accuracy predictor (cached in the run directory)")
+@search_options
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", default=0, type=click.IntRange(0), help="torch threads (0: torch's default)")
 @click.option("--quiet", is_flag=True, help="no progress bar or log lines")
