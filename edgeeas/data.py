@@ -207,12 +207,10 @@ _IMG_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
 def _load_superclass_map(path: Path) -> dict[str, str]:
-    import yaml
+    from .utils import read_yaml
 
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise DataError(f"{path}: not readable YAML ({str(e).splitlines()[0]})") from None
+    doc = read_yaml(path, "superclass map", DataError,
+                    "expected 'superclass: [class, ...]' or 'class: superclass' entries")
     if not isinstance(doc, dict) or not doc:
         raise DataError(f"{path}: expected a mapping 'superclass: [class, ...]' or 'class: superclass'")
     out: dict[str, str] = {}

@@ -149,19 +149,6 @@ class Tolerances:
             raise RegressUsageError(f"tolerances must be >= 0, got {self}")
 
 
-def _yaml(path: Path, what: str):
-    import yaml
-
-    try:
-        return yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise RegressUsageError(f"{what} {path}: cannot read ({e.strerror or e})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise RegressUsageError(f"{what} {path}: not valid YAML{f' at line {mark.line + 1}' if mark else ''}; "
-                                f"{_FARM_FORM}") from None
-
-
 def _check_protocol_fields(d: Any, where: str) -> dict:
     from device_bench import Protocol
 
@@ -181,7 +168,9 @@ def load_farm(path: str | os.PathLike) -> Farm:
     path = Path(path)
     if not path.is_file():
         raise RegressUsageError(f"farm file {path} does not exist; {_FARM_FORM}")
-    data = _yaml(path, "farm file")
+    from .utils import read_yaml
+
+    data = read_yaml(path, "farm file", RegressUsageError, _FARM_FORM)
     if not isinstance(data, dict):
         raise RegressUsageError(f"farm file {path}: top level is a {type(data).__name__}; {_FARM_FORM}")
     unknown = sorted(set(data) - _FARM_KEYS)

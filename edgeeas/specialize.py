@@ -543,16 +543,10 @@ _DEPLOY_KEYS = {"target", "strategy", "scenarios", "supernet", "generator", "dat
 
 
 def load_deploy_config(path: Path) -> dict:
-    import yaml
+    from .utils import read_yaml
 
     path = Path(path)
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise EdgeeasUsageError(f"cannot read {path}: {e.strerror or e} (copy deploy.example.yaml to start)") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise EdgeeasError(f"{path} is not valid YAML{f' (line {mark.line + 1})' if mark else ''}") from None
+    cfg = read_yaml(path, "deploy config", EdgeeasUsageError, "copy deploy.example.yaml to start")
     if not isinstance(cfg, dict):
         raise EdgeeasError(f"{path}: expected a mapping with 'target' and 'scenarios', got {type(cfg).__name__}")
     unknown = sorted(set(cfg) - _DEPLOY_KEYS)

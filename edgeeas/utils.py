@@ -8,8 +8,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save", "save_figure", "sha256_file", "versions",
-           "command_line", "machine"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save", "read_yaml", "save_figure", "sha256_file",
+           "versions", "command_line", "machine"]
 
 
 @contextmanager
@@ -46,6 +46,23 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
 
     with atomic_write(path, "wb") as f:
         torch.save(obj, f)
+
+
+def read_yaml(path: str | os.PathLike, what: str, error: type[Exception], hint: str = ""):
+    """``yaml.safe_load`` of a user's file; an unreadable file or bad YAML raises ``error`` with one
+    line naming the file, the line of the mistake and ``hint`` (the expected form)."""
+    import yaml
+
+    path = Path(path)
+    tail = f"; {hint}" if hint else ""
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise error(f"{what} {path}: cannot read ({e.strerror or e}){tail}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise error(f"{what} {path}: not readable YAML{at}{tail}") from None
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:
