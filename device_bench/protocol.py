@@ -10,6 +10,15 @@ figure and a device figure come from the same code.
 Re-measure rule: a measurement whose spread ``(p90 - median) / median``
 exceeds ``max_spread`` is repeated up to ``max_remeasure`` more times and the
 attempt with the lowest spread is kept (all spreads are recorded).
+
+Passes: a shared machine (a VM's neighbours, a phone's background work) slows
+everything down for a second or so at a time, and a run of 50 invocations that
+falls into such a window is uniformly slow, so its spread looks fine. Measured
+here, the same model's median moved by 5 % (median) to 30 % (p90) between two
+sweeps a few seconds apart. So a table is measured in ``passes`` sweeps over
+the model list, each in its own runner process, and a model's figure is the
+median of its per-pass figures (:func:`combine_passes`): one disturbed sweep
+cannot move it.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ __all__ = [
     "host_fingerprint",
     "measure_host",
     "measure_many_host",
+    "combine_passes",
     "RUNNER_VERSION",
 ]
 
@@ -94,6 +104,7 @@ class Protocol:
     max_remeasure: int = 2
     use_xnnpack: bool = True
     seed: int = 0
+    passes: int = 3
 
     def __post_init__(self):
         if not isinstance(self.threads, int) or self.threads <= 0:
@@ -107,6 +118,8 @@ class Protocol:
                              f"{self.min_secs!r}, {self.warmup_min_secs!r}")
         if self.statistic not in _STATISTICS:
             raise ValueError(f"statistic must be one of {_STATISTICS}, got {self.statistic!r}")
+        if not isinstance(self.passes, int) or self.passes <= 0:
+            raise ValueError(f"passes must be a positive int (sweeps over the models), got {self.passes!r}")
         if not self.max_spread > 0:
             raise ValueError(f"max_spread must be > 0 (e.g. 0.15), got {self.max_spread!r}")
         if not isinstance(self.max_remeasure, int) or self.max_remeasure < 0:
@@ -169,6 +182,7 @@ class Measurement:
     spreads: tuple[float, ...] = ()
     init_ms: float | None = None
     command: str | None = None  # shell command that reproduces the (last) attempt
+    pass_medians_ms: tuple[float, ...] = ()  # one per pass when measured in several passes
 
     @property
     def value_ms(self) -> float:
@@ -179,6 +193,7 @@ class Measurement:
         d = dataclasses.asdict(self)
         d["runs_us"] = list(self.runs_us)
         d["spreads"] = list(self.spreads)
+        d["pass_medians_ms"] = list(self.pass_medians_ms)
         d["protocol"] = self.protocol.to_dict()
         return d
 
@@ -188,7 +203,40 @@ class Measurement:
         d["protocol"] = Protocol.from_dict(d["protocol"])
         d["runs_us"] = tuple(d["runs_us"])
         d["spreads"] = tuple(d.get("spreads", ()))
+        d["pass_medians_ms"] = tuple(d.get("pass_medians_ms", ()))
         return cls(**d)
+
+
+def _median(values) -> float:
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def combine_passes(passes: list[Measurement]) -> Measurement:
+    """One figure from the same graph measured in several passes (see the module doc).
+
+    Median and p90 are the medians of the per-pass medians and p90s; ``runs_us`` pools every
+    run (so the per-run distribution stays available), ``std_ms`` is over the pooled runs, and
+    ``attempts``/``spreads`` add up. A single pass is returned unchanged.
+    """
+    if not passes:
+        raise ValueError("combine_passes needs at least one measurement")
+    if len(passes) == 1:
+        return passes[0]
+    if len({m.graph for m in passes}) != 1:
+        raise ValueError(f"combine_passes got different graphs: {sorted({m.graph for m in passes})}")
+    runs = tuple(r for m in passes for r in m.runs_us)
+    median = _median([m.median_ms for m in passes])
+    p90 = _median([m.p90_ms for m in passes])
+    mean = sum(runs) / len(runs) if runs else 0.0
+    std = (sum((r - mean) ** 2 for r in runs) / len(runs)) ** 0.5 / 1e3 if runs else 0.0
+    last = passes[-1]
+    return dataclasses.replace(
+        last, median_ms=median, p90_ms=p90, std_ms=std, count=sum(m.count for m in passes), runs_us=runs,
+        spread=(p90 - median) / median if median else float("inf"),
+        attempts=sum(m.attempts for m in passes), spreads=tuple(x for m in passes for x in m.spreads),
+        pass_medians_ms=tuple(m.median_ms for m in passes))
 
 
 def _spread(res: BenchmarkResult) -> float:

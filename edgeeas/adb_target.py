@@ -46,7 +46,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import EdgeeasUsageError
-from .targets import Target, TargetError, register_target_kind
+from .targets import Target, TargetError, measure_in_passes, register_target_kind
 from .utils import sha256_file
 
 __all__ = ["AdbTarget", "REMOTE_DIR", "REMOTE_BINARY", "find_targets_file"]
@@ -264,26 +264,20 @@ class AdbTarget(Target):
         given = list(paths)
         locals_ = [Path(p) for p in given]
         keys = [str(p) for p in given]
-        out: dict = {}
         if not locals_:
-            return out
+            return {}
         remote = self.push_models(locals_)
         if self.benchmark_binary is None:
             self.ensure_runner()
         else:
             self.ensure_binary()
-        order = list(dict.fromkeys(keys))
-        for i in range(0, len(order), self.chunk):
-            part = order[i:i + self.chunk]
+
+        def sweep(part: list[str]) -> dict:
             if self.benchmark_binary is None:
-                res = self._measure_chunk_runner(part, remote)
-            else:
-                res = self._measure_chunk_binary(part, remote)
-            for k in part:
-                out[k] = res[k]
-                if on_result:
-                    on_result(k, res[k])
-        return out
+                return self._measure_chunk_runner(part, remote)
+            return self._measure_chunk_binary(part, remote)
+
+        return measure_in_passes(keys, self.chunk, self.protocol.passes, sweep, on_result)
 
     def _runner_command(self, graphs: list[str]) -> str:
         argv = [self.python, f"{REMOTE_DIR}/runner.py", f"--graphs={','.join(graphs)}", *self.protocol.runner_args()]

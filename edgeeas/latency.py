@@ -299,7 +299,7 @@ CREATE TABLE IF NOT EXISTS subnets (
 
 # Protocol fields that change what a figure means; a table keeps one value of each.
 _PROTOCOL_KEYS = ("runner", "runner_version", "interpreter", "interpreter_version", "threads", "cpu_mask",
-                  "warmup_runs", "num_runs", "min_secs", "warmup_min_secs", "statistic", "use_xnnpack")
+                  "warmup_runs", "num_runs", "min_secs", "warmup_min_secs", "statistic", "use_xnnpack", "passes")
 
 
 class LatencyTable:
@@ -410,8 +410,10 @@ class LatencyTable:
     def check_protocol(self, protocol) -> None:
         stored = self.meta().get("protocol") or {}
         want = protocol.to_dict()
-        diff = [f"{k} {stored.get(k)!r} vs {want.get(k)!r}" for k in _PROTOCOL_KEYS
-                if stored.get(k) != want.get(k)]
+        # tables from before passes existed were measured in one pass
+        have = {**stored, "passes": stored.get("passes", 1)} if stored else stored
+        diff = [f"{k} {have.get(k)!r} vs {want.get(k)!r}" for k in _PROTOCOL_KEYS
+                if have.get(k) != want.get(k)]
         if diff:
             raise TableMismatchError(f"{self.path} was measured under another protocol ({'; '.join(diff[:3])}): "
                                      f"{self._hint()}")

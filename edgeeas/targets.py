@@ -83,6 +83,26 @@ class Target(ABC):
         return f"{self.kind} target {self.name!r}"
 
 
+def measure_in_passes(keys: list[str], chunk: int, passes: int, measure_chunk: Callable[[list[str]], dict],
+                      on_result: Callable | None = None) -> dict:
+    """Measure ``keys`` chunk by chunk, each chunk in ``passes`` sweeps (``measure_chunk(part)``
+    -> ``{key: Measurement}``, one runner process per sweep), combined by their median
+    (:func:`device_bench.combine_passes`). ``on_result`` gets each combined figure as its chunk
+    ends, so a kill loses at most one chunk."""
+    from device_bench import combine_passes
+
+    order = list(dict.fromkeys(keys))
+    out: dict = {}
+    for i in range(0, len(order), chunk):
+        part = order[i:i + chunk]
+        sweeps = [measure_chunk(part) for _ in range(passes)]
+        for k in part:
+            out[k] = combine_passes([s[k] for s in sweeps])
+            if on_result:
+                on_result(k, out[k])
+    return out
+
+
 TARGET_KINDS: dict[str, type[Target]] = {}
 
 
@@ -109,20 +129,15 @@ class HostTarget(Target):
     def measure_many(self, paths: Iterable[Path], on_result: Callable | None = None, chunk: int = 8) -> dict:
         from device_bench import RunnerError, measure_many_host
 
-        paths = [str(p) for p in paths]
-        out = {}
-        # One runner process per chunk: the interpreter import is amortised, and a kill loses at
-        # most one chunk of work because results are handed to on_result chunk by chunk.
-        for i in range(0, len(paths), chunk):
+        def sweep(part: list[str]) -> dict:
+            # One runner process per sweep of a chunk: the interpreter import is amortised, and the
+            # sweeps of a chunk are seconds apart (see device_bench.protocol on passes).
             try:
-                res = measure_many_host(paths[i:i + chunk], self.protocol)
+                return measure_many_host(part, self.protocol)
             except RunnerError as e:
                 raise TargetError(f"host measurement failed: {e}") from None
-            for p, m in res.items():
-                out[p] = m
-                if on_result:
-                    on_result(p, m)
-        return out
+
+        return measure_in_passes([str(p) for p in paths], chunk, self.protocol.passes, sweep, on_result)
 
     def evaluate(self, model: Path, inputs: np.ndarray) -> np.ndarray:
         from device_bench import RUNNER_PATH

@@ -1,6 +1,7 @@
 """edgeeas.adb_target against the device-side adb peer (real adb protocol, real LiteRT runner)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import threading
@@ -15,7 +16,7 @@ from device_bench import Protocol
 from edgeeas.adb_target import REMOTE_BINARY, REMOTE_DIR, AdbTarget
 from edgeeas.targets import HostTarget, TargetError, resolve_target
 
-FAST = Protocol(warmup_runs=1, num_runs=5, max_remeasure=0)
+FAST = Protocol(warmup_runs=1, num_runs=5, max_remeasure=0, passes=1)
 HOSTILE = "a b;touch pwned.tflite"
 
 
@@ -65,11 +66,13 @@ def test_measure_many_pushes_once_and_logs_commands(peer, models, caplog):
 
     # A fresh target (new process, same device) finds everything in place: nothing is pushed.
     caplog.clear()
-    t2 = AdbTarget("again", peer.serial, FAST, chunk=2)
-    assert set(t2.measure_many(models)) == {str(m) for m in models}
+    t2 = AdbTarget("again", peer.serial, dataclasses.replace(FAST, passes=2), chunk=2)
+    res2 = t2.measure_many(models)
+    assert set(res2) == {str(m) for m in models}
+    assert all(m.count == 10 and len(m.pass_medians_ms) == 2 for m in res2.values())
     lines = adb_lines(caplog)
     assert not [ln for ln in lines if " push " in ln]
-    assert sum("runner.py --graphs=" in ln for ln in lines) == 2  # chunks of 2
+    assert sum("runner.py --graphs=" in ln for ln in lines) == 4  # chunks of 2, two passes each
 
     # A runner.py that differs on the device is replaced; the models stay.
     (peer.sandbox / "edgeeas" / "runner.py").write_text("print('stale')\n")

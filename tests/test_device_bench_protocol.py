@@ -145,3 +145,37 @@ def test_runner_subprocess_does_not_import_torch_or_repo(int8_model):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=os.path.dirname(RUNNER_PATH), env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert "IMPORTED []" in out.stdout, out.stdout[-500:] + out.stderr[-500:]
+
+
+def test_host_target_measures_in_passes(int8_model, float_model):
+    """passes=3: each model is swept three times (three runner processes); its figure is the
+    median of the three pass medians and its runs pool all three sweeps."""
+    from edgeeas.targets import HostTarget
+
+    got = []
+    res = HostTarget(protocol=Protocol(passes=3, **FAST)).measure_many(
+        [int8_model, float_model], on_result=lambda p, m: got.append(p))
+    assert got == [str(int8_model), str(float_model)]
+    for m in res.values():
+        assert len(m.pass_medians_ms) == 3 and m.count == len(m.runs_us) == 60 and m.attempts >= 3
+        assert m.median_ms == sorted(m.pass_medians_ms)[1]
+        assert min(m.pass_medians_ms) <= m.p90_ms
+        assert Measurement.from_dict(json.loads(json.dumps(m.to_dict()))) == m
+
+
+def test_combine_passes_is_the_median_of_passes(int8_model):
+    """One disturbed pass (here: a real measurement scaled 10x, as a burst of load would) does
+    not move the combined figure."""
+    from device_bench import combine_passes
+
+    m = measure_host(int8_model, Protocol(**FAST))
+    slow = dataclasses.replace(m, median_ms=10 * m.median_ms, p90_ms=10 * m.p90_ms,
+                               runs_us=tuple(10 * r for r in m.runs_us))
+    c = combine_passes([m, slow, m])
+    assert c.median_ms == m.median_ms and c.p90_ms == m.p90_ms and c.count == 3 * m.count
+    assert c.pass_medians_ms == (m.median_ms, 10 * m.median_ms, m.median_ms)
+    assert combine_passes([m]) is m
+    with pytest.raises(ValueError, match="different graphs"):
+        combine_passes([m, dataclasses.replace(m, graph="other.tflite")])
+    with pytest.raises(ValueError):
+        Protocol(passes=0)

@@ -105,7 +105,8 @@ def test_table_in_sqlite(tiny_bench):
     assert {r[0] for r in rows} == {r.key for r in L.table_rows(TINY)}
     for key, kind, count, med, p90, std, runs, attempts, command in rows:
         runs = json.loads(runs)
-        assert count == len(runs) == 10 and attempts >= 1 and "runner.py" in command
+        passes = meta["protocol"]["passes"]
+        assert passes == 3 and count == len(runs) == 10 * passes and attempts >= passes and "runner.py" in command
         assert 0 < med <= p90 and std >= 0 and math.isfinite(med)
         assert kind == ("stem" if key == "stem" else "head" if key.startswith("head") else "block")
     subs = con.execute("SELECT arch, num_classes, median_ms, predicted_ms FROM subnets").fetchall()

@@ -43,11 +43,11 @@ def _first(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-def _protocol(threads: int, warmup_runs: int, num_runs: int):
+def _protocol(threads: int, warmup_runs: int, num_runs: int, passes: int = 3):
     from device_bench import Protocol
 
     try:
-        return Protocol(threads=threads, warmup_runs=warmup_runs, num_runs=num_runs)
+        return Protocol(threads=threads, warmup_runs=warmup_runs, num_runs=num_runs, passes=passes)
     except ValueError as e:
         raise EdgeeasUsageError(str(e)) from None
 
@@ -127,6 +127,9 @@ def _summary(path: Path, m, target) -> list[str]:
         f"median {m.median_ms:.4f} ms, p90 {m.p90_ms:.4f} ms ({m.count} runs after {p.warmup_runs} warm-up, "
         f"{m.attempts} attempt(s), spread {100 * m.spread:.1f} %)",
     ]
+    if len(m.pass_medians_ms) > 1:
+        lines.append(f"median of {len(m.pass_medians_ms)} passes: "
+                     + ", ".join(f"{v:.4f}" for v in m.pass_medians_ms) + " ms")
     if m.command:
         lines.append(f"reproduce: {m.command}")
     return lines
@@ -163,6 +166,9 @@ measures only what is missing.
               help="interpreter threads")
 @click.option("--warmup-runs", default=5, show_default=True, type=click.IntRange(0))
 @click.option("--num-runs", default=50, show_default=True, type=click.IntRange(1), help="measured runs per model")
+@click.option("--passes", default=3, show_default=True, type=click.IntRange(1),
+              help="sweeps over the models, each in its own runner process; a figure is the median of its "
+                   "passes (one burst of load from elsewhere cannot move it)")
 @click.option("--subnets", default=100, show_default=True, type=click.IntRange(0),
               help="random whole subnets measured end to end to fit and check the predictor (0: skip)")
 @click.option("--space", "space_path", default=None,
@@ -170,7 +176,7 @@ measures only what is missing.
 @click.option("--force", is_flag=True, help="discard the target's existing table (another space or protocol)")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def bench(files, target_name, adb_serials, name, targets_file, benchmark_binary, threads, warmup_runs, num_runs,
-          subnets, space_path, force, quiet):
+          passes, subnets, space_path, force, quiet):
     """Measure latency on a target: its latency table and predictor, or any .tflite FILE.
 
     Without FILE: build or resume the target's latency table (one int8 single-layer model
@@ -179,7 +185,7 @@ def bench(files, target_name, adb_serials, name, targets_file, benchmark_binary,
     error distribution.  With FILE(s): measure them and print benchmark_model's summary
     with the median and p90.
     """
-    protocol = _protocol(threads, warmup_runs, num_runs)
+    protocol = _protocol(threads, warmup_runs, num_runs, passes)
     if files:
         paths = [_check_tflite(f) for f in files]
         targets = _targets(target_name, adb_serials, name, targets_file, benchmark_binary, protocol)
