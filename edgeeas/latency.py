@@ -542,36 +542,84 @@ def _head_ms(heads: dict[int, float], k: int) -> float:
 
 @dataclass
 class Fit:
+    """predicted = intercept + scale * (stem + head) + sum over blocks of
+    (kernel_scales[kernel] or scale) * row + per_block_ms."""
+
     intercept_ms: float = 0.0
     scale: float = 1.0
     per_block_ms: float = 0.0
     method: str = "none"
     n: int = 0
+    kernel_scales: dict = field(default_factory=dict)   # {"7": 1.1, ...}; empty: ``scale`` for all
 
     def to_dict(self) -> dict:
         return {"intercept_ms": self.intercept_ms, "scale": self.scale, "per_block_ms": self.per_block_ms,
-                "method": self.method, "n": self.n}
+                "method": self.method, "n": self.n, "kernel_scales": dict(self.kernel_scales)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Fit":
+        return cls(float(d["intercept_ms"]), float(d["scale"]), float(d["per_block_ms"]), d.get("method", ""),
+                   int(d.get("n", 0)), {str(k): float(v) for k, v in (d.get("kernel_scales") or {}).items()})
+
+    def block_scale(self, kernel: int) -> float:
+        return self.kernel_scales.get(str(kernel), self.scale)
 
 
-def _lstsq(samples: list[tuple[float, int, float]]) -> Fit:
-    """samples: (sum of rows incl. stem and head, number of blocks, measured)."""
+@dataclass(frozen=True)
+class _Sample:
+    """One measured subnet as the fit sees it: its rows summed by group, and its figure."""
+
+    fixed_ms: float                  # stem + head rows
+    by_kernel: dict                  # {kernel: sum of that kernel's block rows}
+    blocks: int
+    measured_ms: float
+
+    @property
+    def rows_sum_ms(self) -> float:
+        return self.fixed_ms + sum(self.by_kernel.values())
+
+    def predict(self, fit: Fit) -> float:
+        return (fit.intercept_ms + fit.scale * self.fixed_ms + fit.per_block_ms * self.blocks
+                + sum(fit.block_scale(k) * v for k, v in self.by_kernel.items()))
+
+
+# Fewest subnets per coefficient before a richer model is tried.
+_PER_COEF = 8
+
+
+def _lstsq(samples: list[_Sample], per_kernel: bool = False) -> Fit:
+    """Fit the overhead on measured subnets; ``per_kernel`` gives each kernel size its own scale.
+
+    Least squares on *relative* errors (each equation divided by the measured time): budgets
+    and the goal are in percent, and plain least squares lets the few slowest subnets (10x the
+    median, on the host's non-XNNPACK 7x7 depthwise kernels) drag the small ones off by 100s of %.
+    Coefficients are kept >= 0 (non-negative least squares): an overhead cannot be negative, and
+    a negative per-block term would make the cheapest blocks cost less than nothing.
+
+    Why per kernel: the depthwise kernel size decides which implementation runs (on this host,
+    int8 7x7 depthwise is not XNNPACK's and runs 15-20x slower than 5x5), and a layer measured
+    alone (its weights and activations hot in cache) is not off from its in-network cost by the
+    same factor for every implementation.
+    """
     import numpy as np
+    from scipy.optimize import nnls
 
     n = len(samples)
     if n == 0:
         return Fit()
-    s = np.array([x[0] for x in samples], dtype=float)
-    b = np.array([x[1] for x in samples], dtype=float)
-    y = np.array([x[2] for x in samples], dtype=float)
-    # Least squares on *relative* errors (each equation divided by the measured time): budgets
-    # and the goal are in percent, and plain least squares lets the few slowest subnets (10x the
-    # median, on the host's non-XNNPACK 7x7 depthwise kernels) drag the small ones off by 100s of %.
-    # Coefficients are kept >= 0 (non-negative least squares): an overhead cannot be negative, and
-    # a negative per-block term would make the cheapest blocks cost less than nothing.
-    from scipy.optimize import nnls
-
+    y = np.array([x.measured_ms for x in samples], dtype=float)
     w = 1.0 / np.maximum(y, 1e-9)
-    if n >= 8 and np.ptp(b) > 0:
+    b = np.array([x.blocks for x in samples], dtype=float)
+    kernels = sorted({k for x in samples for k in x.by_kernel})
+    if per_kernel and kernels and n >= _PER_COEF * (len(kernels) + 3):
+        cols = [np.ones(n), np.array([x.fixed_ms for x in samples])]
+        cols += [np.array([x.by_kernel.get(k, 0.0) for x in samples]) for k in kernels]
+        A = np.stack(cols + [b], axis=1)
+        c, _ = nnls(A * w[:, None], y * w)
+        return Fit(float(c[0]), float(c[1]), float(c[-1]), "relative nnls: intercept, scale of stem+head, "
+                   "scale per kernel size, per block", n, {str(k): float(v) for k, v in zip(kernels, c[2:-1])})
+    s = np.array([x.rows_sum_ms for x in samples], dtype=float)
+    if n >= _PER_COEF and np.ptp(b) > 0:
         A = np.stack([np.ones(n), s, b], axis=1)
         (c0, c1, c2), _ = nnls(A * w[:, None], y * w)
         return Fit(float(c0), float(c1), float(c2), "relative nnls lstsq intercept+scale+per_block", n)
@@ -580,6 +628,22 @@ def _lstsq(samples: list[tuple[float, int, float]]) -> Fit:
         (c0, c1), _ = nnls(A * w[:, None], y * w)
         return Fit(float(c0), float(c1), 0.0, "relative nnls lstsq intercept+scale", n)
     return Fit(float(np.mean(y - s)), 1.0, 0.0, "mean offset", n)
+
+
+def _heldout(samples: list[_Sample], folds: int, per_kernel: bool) -> list[float | None]:
+    """Every subnet predicted by the fit on the other folds (seeded assignment)."""
+    out: list[float | None] = [None] * len(samples)
+    if len(samples) < 2:
+        return out
+    k = min(folds, len(samples))
+    order = list(range(len(samples)))
+    random.Random(0).shuffle(order)
+    for f in range(k):
+        test = set(order[f::k])
+        fit = _lstsq([samples[i] for i in range(len(samples)) if i not in test], per_kernel)
+        for i in test:
+            out[i] = samples[i].predict(fit)
+    return out
 
 
 def _error_stats(errors_pct: list[float]) -> dict:
@@ -612,31 +676,32 @@ def fit_predictor(table: LatencyTable, *, target_name: str = "", fingerprint: di
                            f"to finish the table before fitting")
     base = LatencyPredictor(space, {k: r[col] for k, r in rows.items()}, Fit(), target=target_name)
 
-    samples = []
+    samples, names = [], []
     for s in table.subnets():
         arch = space.parse(s["arch"])
-        raw = base.predict(arch, s["num_classes"])
-        samples.append((s["arch"], s["num_classes"], raw, sum(arch.depths), s[col]))
+        by_kernel: dict[int, float] = {}
+        for spec in space.block_specs(arch):
+            by_kernel[spec.kernel] = by_kernel.get(spec.kernel, 0.0) + base.row_ms(spec.key)
+        samples.append(_Sample(base.row_ms("stem") + base.head_ms(s["num_classes"]), by_kernel,
+                               sum(arch.depths), s[col]))
+        names.append((s["arch"], s["num_classes"]))
 
-    fit = _lstsq([(r, n, y) for _, _, r, n, y in samples])
-    # Held-out: every subnet predicted by the fit on the other folds (seeded assignment).
-    heldout: list[float | None] = [None] * len(samples)
-    if len(samples) >= 2:
-        k = min(folds, len(samples))
-        order = list(range(len(samples)))
-        random.Random(0).shuffle(order)
-        for f in range(k):
-            test = set(order[f::k])
-            train = [(samples[i][2], samples[i][3], samples[i][4]) for i in range(len(samples)) if i not in test]
-            ff = _lstsq(train)
-            for i in test:
-                raw, n = samples[i][2], samples[i][3]
-                heldout[i] = ff.intercept_ms + ff.scale * raw + ff.per_block_ms * n
+    # Two models, the richer one only if it predicts held-out subnets better (5-fold).
+    candidates = {}
+    for per_kernel in (False, True):
+        h = _heldout(samples, folds, per_kernel)
+        errs = [abs(p - x.measured_ms) / x.measured_ms for p, x in zip(h, samples) if p is not None]
+        candidates[per_kernel] = (sum(errs) / len(errs) if errs else float("inf"), h)
+    per_kernel = candidates[True][0] < candidates[False][0]
+    heldout = candidates[per_kernel][1]
+    fit = _lstsq(samples, per_kernel)
+    selection = {("per_kernel" if pk else "shared_scale"): round(100 * m, 3) for pk, (m, _) in candidates.items()
+                 if m != float("inf")}
     per = []
-    for (arch, k, raw, n, y), h in zip(samples, heldout):
-        pred = fit.intercept_ms + fit.scale * raw + fit.per_block_ms * n
-        per.append({"arch": arch, "num_classes": k, "blocks": n, "measured_ms": y,
-                    "rows_sum_ms": raw, "predicted_ms": pred, "heldout_predicted_ms": h,
+    for (arch, k), x, h in zip(names, samples, heldout):
+        pred, y = x.predict(fit), x.measured_ms
+        per.append({"arch": arch, "num_classes": k, "blocks": x.blocks, "measured_ms": y,
+                    "rows_sum_ms": x.rows_sum_ms, "predicted_ms": pred, "heldout_predicted_ms": h,
                     "error_pct": round(100 * (pred - y) / y, 3),
                     "heldout_error_pct": None if h is None else round(100 * (h - y) / y, 3)})
     table.set_predicted({(p["arch"], p["num_classes"]): (p["heldout_predicted_ms"] if p["heldout_predicted_ms"]
@@ -650,6 +715,7 @@ def fit_predictor(table: LatencyTable, *, target_name: str = "", fingerprint: di
         "fingerprint": fingerprint if fingerprint is not None else meta.get("fingerprint"),
         "statistic": col,
         "fit": fit.to_dict(),
+        "model_selection_heldout_mape_pct": selection,
         "rows": {k: rows[k][col] for k in sorted(rows)},
         "errors": {
             "heldout": _error_stats([p["heldout_error_pct"] for p in per if p["heldout_error_pct"] is not None]),
@@ -722,10 +788,8 @@ class LatencyPredictor:
         if pj.is_file():
             try:
                 d = json.loads(pj.read_text())
-                fit = d["fit"]
                 return cls(SearchSpace.from_dict(d["space"]), {k: float(v) for k, v in d["rows"].items()},
-                           Fit(float(fit["intercept_ms"]), float(fit["scale"]), float(fit["per_block_ms"]),
-                               fit.get("method", ""), int(fit.get("n", 0))),
+                           Fit.from_dict(d["fit"]),
                            target=d.get("target", directory.name), errors=d.get("errors", {}), source=str(pj))
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise LatencyError(f"{pj} is not a readable predictor ({type(e).__name__}: {e}): "
@@ -752,7 +816,7 @@ class LatencyPredictor:
 
     def block_ms(self, spec: BlockSpec) -> float:
         """The block's row, scaled, plus the fitted per-block term."""
-        return self.fit.scale * self.row_ms(spec.key) + self.fit.per_block_ms
+        return self.fit.block_scale(spec.kernel) * self.row_ms(spec.key) + self.fit.per_block_ms
 
     def head_ms(self, num_classes: int = SUBNET_CLASSES) -> float:
         if num_classes < 1:

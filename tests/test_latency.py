@@ -245,3 +245,30 @@ def test_table_from_another_space_or_protocol(tiny_bench):
                                                  attempts=1, command=None))())
     fresh = L.LatencyTable.open(scratch.directory, other, scratch.protocol, {}, force=True)
     assert fresh.rows() == {} and fresh.space == other
+
+
+def test_per_kernel_scales_recovered_and_chosen_only_when_better():
+    """The fit gives each kernel size its own scale when that predicts held-out subnets better.
+    Synthetic subnets (this tests the regression, not a device): in the first set the truth has
+    7x7 blocks costing 1.3x their rows and 3x3 0.9x, which one shared scale cannot express."""
+    import random
+
+    rng = random.Random(0)
+
+    def sample(truth):
+        by_k = {k: rng.uniform(0.0, 2.0) for k in (3, 5, 7)}
+        blocks = rng.randint(10, 20)
+        y = 0.05 + 1.0 * 0.1 + sum(truth[k] * v for k, v in by_k.items()) + 0.002 * blocks
+        return L._Sample(0.1, by_k, blocks, y * rng.uniform(0.98, 1.02))
+
+    skewed = [sample({3: 0.9, 5: 1.0, 7: 1.3}) for _ in range(120)]
+    fit = L._lstsq(skewed, per_kernel=True)
+    assert fit.kernel_scales["7"] == pytest.approx(1.3, rel=0.05)
+    assert fit.kernel_scales["3"] == pytest.approx(0.9, rel=0.05)
+    shared = L._lstsq(skewed, per_kernel=False)
+    err = lambda f, ss: sum(abs(s.predict(f) - s.measured_ms) / s.measured_ms for s in ss) / len(ss)  # noqa: E731
+    assert err(fit, skewed) < 0.5 * err(shared, skewed)
+    # too few subnets for 6 coefficients: the shared scale, whatever was asked
+    assert L._lstsq(skewed[:20], per_kernel=True).kernel_scales == {}
+    # round trip through predictor.json's dict
+    assert L.Fit.from_dict(json.loads(json.dumps(fit.to_dict()))) == fit

@@ -287,7 +287,8 @@ def latency(arch, target_name, classes, verbose, as_json):
         for k, r, c in pred.breakdown(a, classes):
             click.echo(f"{k:<34} {'' if r != r else f'{r:.4f}':>9} {c:>9.4f}")
         f = pred.fit
-        click.echo(f"fit: intercept {f.intercept_ms:.4f} ms, scale {f.scale:.4f}, per block {f.per_block_ms:.4f} ms "
+        ks = "".join(f", k{k} blocks x{v:.4f}" for k, v in sorted(f.kernel_scales.items()))
+        click.echo(f"fit: intercept {f.intercept_ms:.4f} ms, scale {f.scale:.4f}{ks}, per block {f.per_block_ms:.4f} ms "
                    f"({f.method}, n={f.n}); source {pred.source}")
         if err.get("n"):
             click.echo(f"held-out error on {err['n']} measured subnets: MAPE {err['mape_pct']:.2f} %, "
