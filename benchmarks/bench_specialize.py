@@ -15,10 +15,21 @@
 (c) budget compliance: share of models whose measured latency <= budget; mean utilization.
 (d) int8 vs float accuracy drop per scenario.
 
-Everything measured is cached per (strategy, superclass, budget) in ``--cache`` as it goes
-(atomic rewrite after each model), so an interrupted run resumes; the cache is keyed by the
-supernet, generator and latency-table fingerprints, so stale entries are never reused.
-``--superclasses N`` / ``--budgets`` run a subset; the JSON says which subset was run.
+Everything is cached per (strategy, superclass, budget) in ``--cache`` (a directory, one
+JSON file per model, written atomically) as it goes, so an interrupted run resumes and several
+build processes can share it; the cache is keyed by the supernet, generator and latency-table
+fingerprints, so stale entries are never reused.  ``--superclasses N`` / ``--budgets`` run a
+subset; the JSON says which subset was run.
+
+Phases (``--phase``): ``build`` exports the models and their host accuracies (CPU-bound, not
+timed: two build processes with disjoint ``--strategies`` may run side by side on 2 cores);
+``measure`` then measures every built model's latency in one sweep under the target's
+protocol (3 passes) with nothing else running, and writes the JSON; ``all`` (default) does
+both in one process::
+
+    python benchmarks/bench_specialize.py --phase build --strategies generator,uniform &
+    python benchmarks/bench_specialize.py --phase build --strategies evolution,random &
+    wait; python benchmarks/bench_specialize.py --phase measure
 """
 from __future__ import annotations
 
@@ -62,7 +73,10 @@ def parse_args(argv=None):
     p.add_argument("--calib-images", type=int, default=256)
     p.add_argument("--skip-accuracy", action="store_true", help="only (a)")
     p.add_argument("--models-dir", default=str(ROOT / "out" / "bench"), help="exported models (not committed)")
-    p.add_argument("--cache", default=str(ROOT / "benchmarks" / "results" / "specialize_cache.json"))
+    p.add_argument("--cache", default=str(ROOT / "benchmarks" / "results" / "specialize_cache"),
+                   help="directory of cached per-model results")
+    p.add_argument("--phase", choices=("all", "build", "measure"), default="all",
+                   help="build: export models only; measure: measure every built model, write the JSON")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "specialize.json"))
     p.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "pareto_host.png"))
     p.add_argument("--seed", type=int, default=0)
@@ -71,27 +85,32 @@ def parse_args(argv=None):
 
 # ---- cache ---------------------------------------------------------------------------------------
 class Cache:
+    """One JSON file per entry under ``<dir>/<hash of key>/``: concurrent processes never
+    overwrite each other's entries, and a key change (another supernet, generator or table)
+    starts a new subdirectory instead of reusing stale results."""
+
     def __init__(self, path: Path, key: dict):
-        self.path, self.key = Path(path), key
-        self.entries: dict[str, dict] = {}
-        if self.path.is_file():
-            try:
-                d = json.loads(self.path.read_text())
-                if d.get("key") == key:
-                    self.entries = d.get("entries", {})
-                else:
-                    log(f"{self.path} was made with another supernet/generator/table: starting afresh")
-            except ValueError:
-                log(f"{self.path} is unreadable: starting afresh")
+        import hashlib
+
+        self.key = key
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+        self.dir = Path(path) / digest
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
+
+    def _file(self, k: str) -> Path:
+        return self.dir / (k.replace("/", "__") + ".json")
 
     def get(self, k: str):
-        return self.entries.get(k)
+        try:
+            return json.loads(self._file(k).read_text())
+        except (OSError, ValueError):
+            return None
 
     def put(self, k: str, v: dict) -> None:
         from edgeeas.utils import atomic_write_text
 
-        self.entries[k] = v
-        atomic_write_text(self.path, json.dumps({"key": self.key, "entries": self.entries}, indent=1) + "\n")
+        atomic_write_text(self._file(k), json.dumps(v, indent=1) + "\n")
 
 
 def fmt_budget(ms: float) -> str:
@@ -104,7 +123,7 @@ def main(argv=None) -> int:
     import torch
 
     from edgeeas.search import find_arch, parse_budget
-    from edgeeas.specialize import SpecializeConfig, Specializer, Scenario, validate_folder
+    from edgeeas.specialize import SpecializeConfig, Specializer, Scenario
     from edgeeas.utils import atomic_write_text, command_line, machine, sha256_file, versions
 
     t_start = time.time()
@@ -130,84 +149,87 @@ def main(argv=None) -> int:
     cache = Cache(Path(args.cache), key)
 
     # ---- (a) time to produce architectures ------------------------------------------------------
-    # The timing scenarios cycle over the superclasses of (b) (all 20 in the full run): evolution's
-    # accuracy predictor needs measured subnets of every superclass it searches for.
-    n_sc = min(args.superclasses, ds.num_superclasses)
-    rng = random.Random(f"{args.seed}:timing")
-    timing_sc = [(i % n_sc, lo + rng.uniform(0.1, 0.9) * (hi - lo)) for i in range(args.timing_scenarios)]
-    scen_ids = [[s] for s, _ in timing_sc]
-    budgets = [b for _, b in timing_sc]
-    # Both sides of (a) run their torch parts (generator MLP, accuracy-predictor MLP) on one
-    # thread: on a busy 2-core machine, intra-op threads spin against each other for tiny matmuls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    gen.generate(scen_ids[:2], budgets[:2])  # warm-up (first-call allocation)
-
-    def best_of(fn, n=20):
-        ts = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            out = fn()
-            ts.append(time.perf_counter() - t0)
-        return statistics.median(ts), out
-
-    gen_batch_s, archs_g = best_of(lambda: gen.generate(scen_ids, budgets))
-    gen_norepair_s, raw = best_of(lambda: gen.generate(scen_ids, budgets, repair=False))
-    over_before_repair = sum(ctx.table.arch_cost(a, 5) > b for a, b in zip(raw, budgets))
-    gen_each_s = sum(best_of(lambda: gen.generate([sc], [b]), 3)[0] for sc, b in zip(scen_ids, budgets))
-    assert all(ctx.table.arch_cost(a, 5) <= b * (1 + 1e-9) for a, b in zip(archs_g, budgets))
-
-    evo = cache.get("timing/evolution")
-    if evo is None or evo.get("n") != len(timing_sc):
-        torch.set_num_threads(threads)  # measuring subnets: full conv work, use every thread
-        measure_s = 0.0
-        for s in sorted({s for s, _ in timing_sc}):
-            t0 = time.perf_counter()
-            ctx.predictor([s])  # one-time: measure predictor_samples subnets of this superclass (disk-cached)
-            measure_s += time.perf_counter() - t0
-            log(f"(a) accuracy predictor data for {ds.superclasses[s]}: {measure_s:.0f} s so far")
-        ctx.predictor([0])  # the predictor trained on every record, before timing searches
-        torch.set_num_threads(1)
-        t0 = time.perf_counter()
-        search_s, evals = [], []
-        for s, b in timing_sc:
-            r = find_arch("evolution", ctx, [s], parse_budget(f"{b:.6f}ms"), evaluations=args.evolution_evaluations,
-                          population=min(args.population, args.evolution_evaluations), fitness="predictor")
-            search_s.append(r.seconds)
-            evals.append(r.evaluations)
-        evo = {"n": len(timing_sc), "search_seconds_total": sum(search_s),
-               "search_seconds_per_scenario_median": statistics.median(search_s),
-               "evaluations_per_scenario": statistics.median(evals),
-               "predictor_measurement_seconds": round(measure_s, 2),
-               "predictor_measurements": ctx.evaluator.measurements,
-               "wall_seconds": round(time.perf_counter() - t0, 3)}
-        cache.put("timing/evolution", evo)
-    timing = {
-        "scenarios": len(timing_sc),
-        "budgets_ms": [round(b, 4) for b in budgets],
-        "torch_threads": 1,
-        "generator": {"batched_seconds_all": gen_batch_s, "batched_ms_all": round(gen_batch_s * 1e3, 3),
-                      "batched_ms_all_without_repair": round(gen_norepair_s * 1e3, 3),
-                      "over_budget_before_repair": int(over_before_repair),
-                      "one_call_per_scenario_seconds_all": gen_each_s, "repeats": 20,
-                      "goal_ms": 10.0, "meets_goal": gen_batch_s * 1e3 <= 10.0},
-        "evolution": evo,
-        "speedup_search_only": evo["search_seconds_total"] / gen_batch_s,
-        "speedup_including_predictor_data": (evo["search_seconds_total"] + evo["predictor_measurement_seconds"])
-        / gen_batch_s,
-        "speedup_goal": 1e4,
-    }
-    timing["meets_speedup_goal"] = timing["speedup_search_only"] >= 1e4
-    torch.set_num_threads(threads)
-    log(f"(a) generator {gen_batch_s * 1e3:.2f} ms for {len(timing_sc)} scenarios; evolution "
-        f"{evo['search_seconds_total']:.1f} s search (+{evo['predictor_measurement_seconds']:.0f} s predictor data); "
-        f"speed-up {timing['speedup_search_only']:.3g}x")
-
+    # Timed, so only in the measure/all phase (the build phase may share the machine).
     result = {"what": "generator vs evolution, random search and uniform shrinking on the host target",
               "target": args.target, "supernet": gen_sp.supernet_identity(), "generator": gk.generator_info,
               "latency_table": {"source": getattr(gk.cost, "source", ""), "fingerprint": gk.fingerprint,
                                 "feasible_range_ms_5_classes": [round(lo, 4), round(hi, 4)]},
-              "dataset": gen_sp.dataset_identity(), "timing": timing}
+              "dataset": gen_sp.dataset_identity()}
+    n_sc = min(args.superclasses, ds.num_superclasses)
+    if args.phase != "build":
+        # The timing scenarios cycle over the superclasses of (b) (all 20 in the full run): evolution's
+        # accuracy predictor needs measured subnets of every superclass it searches for.
+        rng = random.Random(f"{args.seed}:timing")
+        timing_sc = [(i % n_sc, lo + rng.uniform(0.1, 0.9) * (hi - lo)) for i in range(args.timing_scenarios)]
+        scen_ids = [[s] for s, _ in timing_sc]
+        budgets = [b for _, b in timing_sc]
+        # Both sides of (a) run their torch parts (generator MLP, accuracy-predictor MLP) on one
+        # thread: on a busy 2-core machine, intra-op threads spin against each other for tiny matmuls.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        gen.generate(scen_ids[:2], budgets[:2])  # warm-up (first-call allocation)
+
+        def best_of(fn, n=20):
+            ts = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                out = fn()
+                ts.append(time.perf_counter() - t0)
+            return statistics.median(ts), out
+
+        gen_batch_s, archs_g = best_of(lambda: gen.generate(scen_ids, budgets))
+        gen_norepair_s, raw = best_of(lambda: gen.generate(scen_ids, budgets, repair=False))
+        over_before_repair = sum(ctx.table.arch_cost(a, 5) > b for a, b in zip(raw, budgets))
+        gen_each_s = sum(best_of(lambda: gen.generate([sc], [b]), 3)[0] for sc, b in zip(scen_ids, budgets))
+        assert all(ctx.table.arch_cost(a, 5) <= b * (1 + 1e-9) for a, b in zip(archs_g, budgets))
+
+        evo = cache.get("timing/evolution")
+        if evo is None or evo.get("n") != len(timing_sc):
+            torch.set_num_threads(threads)  # measuring subnets: full conv work, use every thread
+            measure_s = 0.0
+            for s in sorted({s for s, _ in timing_sc}):
+                t0 = time.perf_counter()
+                ctx.predictor([s])  # one-time: measure predictor_samples subnets of this superclass (disk-cached)
+                measure_s += time.perf_counter() - t0
+                log(f"(a) accuracy predictor data for {ds.superclasses[s]}: {measure_s:.0f} s so far")
+            ctx.predictor([0])  # the predictor trained on every record, before timing searches
+            torch.set_num_threads(1)
+            t0 = time.perf_counter()
+            search_s, evals = [], []
+            for s, b in timing_sc:
+                r = find_arch("evolution", ctx, [s], parse_budget(f"{b:.6f}ms"), evaluations=args.evolution_evaluations,
+                              population=min(args.population, args.evolution_evaluations), fitness="predictor")
+                search_s.append(r.seconds)
+                evals.append(r.evaluations)
+            evo = {"n": len(timing_sc), "search_seconds_total": sum(search_s),
+                   "search_seconds_per_scenario_median": statistics.median(search_s),
+                   "evaluations_per_scenario": statistics.median(evals),
+                   "predictor_measurement_seconds": round(measure_s, 2),
+                   "predictor_measurements": ctx.evaluator.measurements,
+                   "wall_seconds": round(time.perf_counter() - t0, 3)}
+            cache.put("timing/evolution", evo)
+        timing = {
+            "scenarios": len(timing_sc),
+            "budgets_ms": [round(b, 4) for b in budgets],
+            "torch_threads": 1,
+            "generator": {"batched_seconds_all": gen_batch_s, "batched_ms_all": round(gen_batch_s * 1e3, 3),
+                          "batched_ms_all_without_repair": round(gen_norepair_s * 1e3, 3),
+                          "over_budget_before_repair": int(over_before_repair),
+                          "one_call_per_scenario_seconds_all": gen_each_s, "repeats": 20,
+                          "goal_ms": 10.0, "meets_goal": gen_batch_s * 1e3 <= 10.0},
+            "evolution": evo,
+            "speedup_search_only": evo["search_seconds_total"] / gen_batch_s,
+            "speedup_including_predictor_data": (evo["search_seconds_total"] + evo["predictor_measurement_seconds"])
+            / gen_batch_s,
+            "speedup_goal": 1e4,
+        }
+        timing["meets_speedup_goal"] = timing["speedup_search_only"] >= 1e4
+        torch.set_num_threads(threads)
+        log(f"(a) generator {gen_batch_s * 1e3:.2f} ms for {len(timing_sc)} scenarios; evolution "
+            f"{evo['search_seconds_total']:.1f} s search (+{evo['predictor_measurement_seconds']:.0f} s predictor data); "
+            f"speed-up {timing['speedup_search_only']:.3g}x")
+
+        result["timing"] = timing
 
     # ---- (b)-(d) accuracy at budget, measured latency ---------------------------------------------
     if not args.skip_accuracy:
@@ -233,17 +255,48 @@ def main(argv=None) -> int:
             sp.out = Path(args.models_dir) / s / args.target
             plan = sp.plan([Scenario((n,), b)])[0]
             m = sp.build(plan)
-            v = validate_folder(plan.dest, args.target, data=args.data)
             rec = {"strategy": s, "superclass": n, "budget": str(b), "budget_ms": b.value, "arch": m["arch"],
-                   "predicted_ms": m["predicted_latency_ms"], "measured_ms": v["latency_ms"],
-                   "within_budget": v["latency_ms"] <= b.value, "utilization": v["latency_ms"] / b.value,
+                   "predicted_ms": m["predicted_latency_ms"], "model": str(plan.dest / "model.tflite"),
                    "acc_float": m["accuracy"]["host_float"], "acc_int8": m["accuracy"]["host_int8"],
                    "int8_drop": m["accuracy"]["host_float"] - m["accuracy"]["host_int8"],
                    "madds_m": m["madds_m"], "search_seconds": m["search"]["seconds"],
                    "model_sha256": sha256_file(plan.dest / "model.tflite"), "seconds": round(time.time() - t0, 1)}
             cache.put(k, rec)
-            log(f"(b) [{i + 1}/{len(jobs)}] {s:<9} {n:<30} {b}: {rec['measured_ms']:.3f} ms measured, "
+            log(f"(b) [{i + 1}/{len(jobs)}] {s:<9} {n:<30} {b}: predicted {rec['predicted_ms']:.3f} ms, "
                 f"int8 {rec['acc_int8']:.1f}% ({rec['seconds']:.0f} s)")
+        if args.phase == "build":
+            log("build phase done; run --phase measure (with nothing else running) to measure and report")
+            return 0
+        recs = [cache.get(f"model/{s}/{n}/{b}") for s, n, b in jobs]
+        unbuilt = [f"{s}/{n}/{b}" for (s, n, b), r in zip(jobs, recs) if r is None]
+        if unbuilt:
+            raise SystemExit(f"{len(unbuilt)} models are not built yet (e.g. {unbuilt[0]}): run --phase build")
+        stale = [r["model"] for r in recs if not Path(r["model"]).is_file() or
+                 sha256_file(Path(r["model"])) != r["model_sha256"]]
+        if stale:
+            raise SystemExit(f"{stale[0]} is missing or changed since it was built: delete {cache.dir} and rebuild")
+        # One sweep over every model, under the target's own protocol (what validate uses): the
+        # target's passes spread each model's runs over the whole sweep.
+        from edgeeas.specialize import target_protocol
+        from edgeeas.targets import resolve_target
+
+        target = resolve_target(args.target, protocol=target_protocol(args.target))
+        todo = {r["model"]: (s, n, b) for (s, n, b), r in zip(jobs, recs) if "measured_ms" not in r}
+        log(f"(c) measuring {len(todo)} models on {args.target} ({target.protocol.passes} passes); "
+            f"{len(recs) - len(todo)} already measured")
+
+        def on_result(path, meas):
+            s, n, b = todo[str(path)]
+            k = f"model/{s}/{n}/{b}"
+            rec = cache.get(k)
+            rec.update(measured_ms=meas.median_ms, measured_p90_ms=meas.p90_ms,
+                       pass_medians_ms=list(meas.pass_medians_ms), within_budget=meas.median_ms <= b.value,
+                       utilization=meas.median_ms / b.value, measured_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            cache.put(k, rec)
+
+        t_meas = time.perf_counter()
+        target.measure_many([Path(p) for p in todo], on_result=on_result)
+        log(f"(c) measured in {time.perf_counter() - t_meas:.0f} s")
         recs = [cache.get(f"model/{s}/{n}/{b}") for s, n, b in jobs]
         result["accuracy"] = summarize(recs, strategies, [str(b) for b in budget_list], names, np)
         result["subset"] = {"superclasses": list(names), "budgets": [str(b) for b in budget_list],

@@ -187,27 +187,114 @@ def _row_module(space: SearchSpace, row: RowSpec):
     return m.eval(), gen
 
 
-def _export_jobs(jobs: list[tuple[Path, Callable]], progress: bool, desc: str) -> int:
-    """Run ``build() -> (module, calib, input_chw, logits)`` and export, for every missing file."""
-    todo = [(p, b) for p, b in jobs if not Path(p).is_file()]
+def default_export_jobs() -> int:
+    """Export processes: ``$EDGEEAS_EXPORT_JOBS``, else one per CPU (at most 4)."""
+    env = os.environ.get("EDGEEAS_EXPORT_JOBS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise EdgeeasUsageError(f"EDGEEAS_EXPORT_JOBS must be a positive integer, got {env!r}") from None
+        if n < 1:
+            raise EdgeeasUsageError(f"EDGEEAS_EXPORT_JOBS must be a positive integer, got {env!r}")
+        return n
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _build_row(space: SearchSpace, row: RowSpec):
+    import torch
+
+    module, gen = _row_module(space, row)
+    calib = torch.randn(CALIB_SAMPLES, *row.input_chw, generator=gen)
+    return module, calib, row.input_chw, row.kind == "head"
+
+
+_SUPERNETS: dict[str, object] = {}
+
+
+def _build_subnet(space: SearchSpace, arch: Arch, num_classes: int):
+    """A subnet of a seeded random supernet (random weights: latency only), BN away from identity."""
+    import torch
+
+    from .nn.supernet import Supernet
+
+    key = _space_hash(space)
+    if key not in _SUPERNETS:
+        torch.manual_seed(0)
+        net = Supernet(space)
+        _randomize_bn(net, torch.Generator().manual_seed(0))
+        _SUPERNETS[key] = net.eval()
+    sub = _SUPERNETS[key].subnet(arch).restrict_head(list(range(num_classes))).eval()
+    gen = torch.Generator().manual_seed(zlib.crc32(str(arch).encode()))
+    chw = (space.in_channels, space.resolution, space.resolution)
+    return sub, torch.randn(CALIB_SAMPLES, *chw, generator=gen), chw, True
+
+
+def _export_one(space_dict: dict, kind: str, item, path: str) -> str:
+    """Build and export one model (module-level, so export worker processes can run it).
+
+    On one torch thread whatever the caller's setting: calibration sums floats, and with
+    another thread count a quantization parameter can round differently, so the same model
+    would not be the same file."""
+    import torch
+
+    from .export import ExportError, export_tflite_int8
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        space = SearchSpace.from_dict(space_dict)
+        module, calib, input_chw, logits = _build_row(space, item) if kind == "row" else _build_subnet(space, *item)
+        export_tflite_int8(module, calib, path, input_chw=input_chw, logits=logits)
+    except ExportError as e:
+        raise LatencyError(f"exporting {Path(path).name} failed: {e}") from None
+    finally:
+        torch.set_num_threads(threads)
+    return path
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one conversion per core; intra-op threads would fight each other
+
+
+def _export_jobs(space: SearchSpace, jobs: list[tuple[Path, str, object]], progress: bool, desc: str,
+                 workers: int | None = None) -> int:
+    """Export every ``(path, kind, item)`` whose file is missing, in ``workers`` processes.
+
+    The exports are deterministic (seeded per model), so a model is the same file whichever
+    process made it; each is written atomically, so a kill leaves no half file."""
+    todo = [(str(p), k, it) for p, k, it in jobs if not Path(p).is_file()]
     if not todo:
         return 0
     from tqdm import tqdm
 
-    from .export import ExportError, export_tflite_int8
-
     _clean_stale_tmp(Path(todo[0][0]).parent)
+    workers = min(workers or default_export_jobs(), len(todo))
+    sd = space.to_dict()
     with tqdm(total=len(todo), desc=desc, unit="model", disable=not progress, leave=True) as bar:
-        for path, build in todo:
-            if Path(path).is_file():  # another bench process exported it meanwhile
+        if workers <= 1:
+            for path, kind, item in todo:
+                if not Path(path).is_file():  # another bench process exported it meanwhile
+                    _export_one(sd, kind, item, path)
                 bar.update(1)
-                continue
-            module, calib, input_chw, logits = build()
-            try:
-                export_tflite_int8(module, calib, path, input_chw=input_chw, logits=logits)
-            except ExportError as e:
-                raise LatencyError(f"exporting {Path(path).name} failed: {e}") from None
-            bar.update(1)
+            return len(todo)
+        import multiprocessing
+        from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+            futures = [pool.submit(_export_one, sd, kind, item, path) for path, kind, item in todo]
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for f in done:
+                    if f.exception() is not None:
+                        for p in pending:
+                            p.cancel()
+                        raise f.exception()
+                    bar.update(1)
     return len(todo)
 
 
@@ -224,44 +311,18 @@ def _clean_stale_tmp(cache: Path, older_than_s: float = 3600.0) -> None:
             pass
 
 
-def export_row_models(space: SearchSpace, rows: Iterable[RowSpec], cache: Path, *, progress: bool = False) -> int:
+def export_row_models(space: SearchSpace, rows: Iterable[RowSpec], cache: Path, *, progress: bool = False,
+                      workers: int | None = None) -> int:
     """Export the single-layer int8 models of ``rows`` that the cache lacks; returns how many."""
-    def job(row):
-        def build():
-            import torch
-
-            module, gen = _row_module(space, row)
-            calib = torch.randn(CALIB_SAMPLES, *row.input_chw, generator=gen)
-            return module, calib, row.input_chw, row.kind == "head"
-        return build
-
-    return _export_jobs([(row_model_path(cache, r), job(r)) for r in rows], progress, "export rows")
+    return _export_jobs(space, [(row_model_path(cache, r), "row", r) for r in rows], progress, "export rows",
+                        workers)
 
 
 def export_subnet_models(space: SearchSpace, archs: Iterable[Arch], cache: Path, *,
-                         num_classes: int = SUBNET_CLASSES, progress: bool = False) -> int:
+                         num_classes: int = SUBNET_CLASSES, progress: bool = False, workers: int | None = None) -> int:
     """Export whole-subnet int8 models (random weights: latency only) the cache lacks."""
-    state = {}
-
-    def job(arch):
-        def build():
-            import torch
-
-            from .nn.supernet import Supernet
-
-            if "net" not in state:
-                torch.manual_seed(0)
-                net = Supernet(space)
-                _randomize_bn(net, torch.Generator().manual_seed(0))
-                state["net"] = net.eval()
-            sub = state["net"].subnet(arch).restrict_head(list(range(num_classes))).eval()
-            gen = torch.Generator().manual_seed(zlib.crc32(str(arch).encode()))
-            chw = (space.in_channels, space.resolution, space.resolution)
-            return sub, torch.randn(CALIB_SAMPLES, *chw, generator=gen), chw, True
-        return build
-
-    jobs = [(subnet_model_path(cache, a, num_classes), job(a)) for a in archs]
-    return _export_jobs(jobs, progress, "export subnets")
+    jobs = [(subnet_model_path(cache, a, num_classes), "subnet", (a, num_classes)) for a in archs]
+    return _export_jobs(space, jobs, progress, "export subnets", workers)
 
 
 def subnet_archs(space: SearchSpace, n: int, seed: int = 0) -> list[Arch]:
@@ -890,7 +951,8 @@ def _parallel(targets: list, fn: Callable, reports: dict) -> None:
 
 def bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets: int = 100, seed: int = 0,
                   head_classes: Sequence[int] = HEAD_CLASSES, force: bool = False, progress: bool = False,
-                  log: Callable[[str], None] = lambda m: None, cache_root: Path | None = None) -> dict[str, BenchReport]:
+                  log: Callable[[str], None] = lambda m: None, cache_root: Path | None = None,
+                  export_jobs: int | None = None) -> dict[str, BenchReport]:
     """Build or resume the latency table of every target (in parallel, one thread each), then
     measure ``subnets`` whole subnets and fit and store each target's predictor.
 
@@ -937,7 +999,7 @@ def bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets:
     if need:
         log(f"exporting {len([r for r in need if not row_model_path(cache, r).is_file()])} of {len(rows)} "
             f"single-layer models into {cache}")
-    export_row_models(space, need, cache, progress=progress)
+    export_row_models(space, need, cache, progress=progress, workers=export_jobs)
 
     def do_rows(t, i):
         te = time.perf_counter()
@@ -952,7 +1014,7 @@ def bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets:
                                           for t in targets if reports[t.name].error is None)]
         if need_a:
             log(f"exporting up to {len(need_a)} subnet models into {cache}")
-        export_subnet_models(space, need_a, cache, progress=progress)
+        export_subnet_models(space, need_a, cache, progress=progress, workers=export_jobs)
 
         def do_subnets(t, i):
             reports[t.name].subnets_measured = measure_subnets(t, tables[t.name], archs, cache,

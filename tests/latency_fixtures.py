@@ -46,7 +46,8 @@ def _build():
         atexit.register(shutil.rmtree, root, True)
         (root / "tiny.json").write_text(json.dumps(TINY.to_dict()))
         target = HostTarget(name="tiny", protocol=tiny_protocol(), root=root)
-        reports = bench_targets([target], TINY, subnets=TINY_SUBNETS)
+        # two export processes: the parallel path is what every test below reads
+        reports = bench_targets([target], TINY, subnets=TINY_SUBNETS, export_jobs=2)
         _STATE.update(root=root, target=target, report=reports["tiny"])
     return _STATE
 

@@ -272,3 +272,21 @@ def test_per_kernel_scales_recovered_and_chosen_only_when_better():
     assert L._lstsq(skewed[:20], per_kernel=True).kernel_scales == {}
     # round trip through predictor.json's dict
     assert L.Fit.from_dict(json.loads(json.dumps(fit.to_dict()))) == fit
+
+
+def test_parallel_export_is_byte_identical_to_serial(tiny_bench, tmp_path):
+    """The fixture's models came from two export processes; exported again here in this process,
+    they are the same bytes (every model is seeded by its own key, not by process state)."""
+    import hashlib
+
+    root, *_ = tiny_bench
+    cache = L.model_cache_dir(TINY, root)
+    rows = L.table_rows(TINY)[:3]
+    arch = L.subnet_archs(TINY, 1)
+    assert L.export_row_models(TINY, rows, tmp_path, workers=1) == 3
+    assert L.export_subnet_models(TINY, arch, tmp_path, workers=1) == 1
+    files = sorted(tmp_path.glob("*.tflite"))
+    assert len(files) == 4
+    for f in files:
+        assert hashlib.sha256(f.read_bytes()).digest() == hashlib.sha256((cache / f.name).read_bytes()).digest(), f.name
+    assert L.export_row_models(TINY, rows, tmp_path, workers=2) == 0  # nothing missing: nothing exported

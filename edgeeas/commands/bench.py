@@ -169,6 +169,9 @@ measures only what is missing.
 @click.option("--passes", default=3, show_default=True, type=click.IntRange(1),
               help="sweeps over the models, each in its own runner process; a figure is the median of its "
                    "passes (one burst of load from elsewhere cannot move it)")
+@click.option("--export-jobs", default=None, type=click.IntRange(1),
+              help="processes exporting models in parallel [default: $EDGEEAS_EXPORT_JOBS, else one per CPU, "
+                   "at most 4]")
 @click.option("--subnets", default=100, show_default=True, type=click.IntRange(0),
               help="random whole subnets measured end to end to fit and check the predictor (0: skip)")
 @click.option("--space", "space_path", default=None,
@@ -176,7 +179,7 @@ measures only what is missing.
 @click.option("--force", is_flag=True, help="discard the target's existing table (another space or protocol)")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def bench(files, target_name, adb_serials, name, targets_file, benchmark_binary, threads, warmup_runs, num_runs,
-          passes, subnets, space_path, force, quiet):
+          passes, export_jobs, subnets, space_path, force, quiet):
     """Measure latency on a target: its latency table and predictor, or any .tflite FILE.
 
     Without FILE: build or resume the target's latency table (one int8 single-layer model
@@ -197,7 +200,8 @@ def bench(files, target_name, adb_serials, name, targets_file, benchmark_binary,
     from ..latency import bench_targets
 
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
-    reports = bench_targets(targets, space, subnets=subnets, force=force, progress=not quiet, log=log)
+    reports = bench_targets(targets, space, subnets=subnets, force=force, progress=not quiet, log=log,
+                            export_jobs=export_jobs)
     if len(reports) == 1:
         (r,) = reports.values()
         if r.error and not r.rows_measured and not Path(r.directory, "latency.sqlite").exists():
