@@ -104,7 +104,7 @@ def float_vs_int8(target, space, cache: Path, n_test: int, n_calib: int) -> dict
     return out
 
 
-def fresh_table_timing(out_path: Path, threads: int) -> None:
+def fresh_table_timing(out_path: Path, threads: int, jobs: int) -> None:
     """Time a full table build from nothing (empty model cache, empty table) in a scratch
     targets root, and record it in the JSON written by the main run."""
     import shutil
@@ -116,13 +116,14 @@ def fresh_table_timing(out_path: Path, threads: int) -> None:
     from edgeeas.space import DEFAULT_SPACE as space
     from edgeeas.targets import HostTarget, write_json
 
+    jobs = jobs or L.default_export_jobs()
     root = Path(tempfile.mkdtemp(prefix="edgeeas-fresh-table-"))
     try:
         target = HostTarget(protocol=Protocol(threads=threads), root=root)
         before = load_snapshot()
         log(f"fresh table build in {root}; {before}")
         t0 = time.perf_counter()
-        reports = L.bench_targets([target], space, subnets=0, progress=True, log=log)
+        reports = L.bench_targets([target], space, subnets=0, progress=True, log=log, export_jobs=jobs)
         wall = time.perf_counter() - t0
         after = load_snapshot()
         r = reports[target.name]
@@ -132,7 +133,8 @@ def fresh_table_timing(out_path: Path, threads: int) -> None:
         result = json.loads(out_path.read_text()) if out_path.exists() else {}
         result.setdefault("table", {})["fresh_build"] = {
             "rows": r.rows_measured, "wall_seconds": round(wall, 1), "measure_seconds": r.extra.get("rows_seconds"),
-            "goal_seconds": 600, "load_before": before, "load_after": after,
+            "goal_seconds": 600, "export_jobs": jobs, "protocol": target.protocol.to_dict(),
+            "load_before": before, "load_after": after,
             "what": "bench_targets from an empty model cache and table (export every row model, measure, no subnets)",
         }
         write_json(out_path, result)
@@ -147,11 +149,13 @@ def main() -> None:
     ap.add_argument("--test-images", type=int, default=2000)
     ap.add_argument("--calib-images", type=int, default=256)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "latency_host.json"))
+    ap.add_argument("--export-jobs", type=int, default=None, help="export processes (default: one per CPU, <= 4)")
+    ap.add_argument("--note", default="", help="how the machine was shared during the run (stored in the JSON)")
     ap.add_argument("--fresh-table-timing", action="store_true",
                     help="only time a full table build from an empty cache (scratch dir) and add it to --out")
     args = ap.parse_args()
     if args.fresh_table_timing:
-        fresh_table_timing(Path(args.out), args.threads)
+        fresh_table_timing(Path(args.out), args.threads, args.export_jobs)
         return
 
     from device_bench import Protocol
@@ -177,7 +181,7 @@ def main() -> None:
     log(f"{len(rows)} rows, {args.subnets} subnets; cache {cache}; resumed={resumed}; {loads[-1]}")
 
     t0 = time.perf_counter()
-    n_exp = L.export_row_models(space, rows, cache, progress=True)
+    n_exp = L.export_row_models(space, rows, cache, progress=True, workers=args.export_jobs)
     t_export = time.perf_counter() - t0
     log(f"exported {n_exp} row models in {t_export:.0f} s; {load_snapshot()}")
     t1 = time.perf_counter()
@@ -199,7 +203,7 @@ def main() -> None:
 
     archs = L.subnet_archs(space, args.subnets, seed=0)
     t2 = time.perf_counter()
-    n_sexp = L.export_subnet_models(space, archs, cache, progress=True)
+    n_sexp = L.export_subnet_models(space, archs, cache, progress=True, workers=args.export_jobs)
     t_sexport = time.perf_counter() - t2
     log(f"exported {n_sexp} subnet models in {t_sexport:.0f} s")
     t3 = time.perf_counter()
@@ -239,8 +243,8 @@ def main() -> None:
         "float_vs_int8": fvi,
         "model_cache_mb": round(sizes / 1e6, 1),
         "load": loads,
-        "note": ("2-core machine shared with a supernet training job (1 torch thread) during the whole run; "
-                 "latencies are medians of 50 runs at 1 thread, re-measured when (p90-median)/median > 15 %"),
+        "note": args.note or ("latencies: per model, the median over the protocol's passes (each its own runner "
+                              "process) of the median of 50 runs at 1 thread; see 'load' for what else ran"),
     }
     write_json(Path(args.out), result)
     log(f"wrote {args.out}")

@@ -644,6 +644,9 @@ class _Sample:
                 + sum(fit.block_scale(k) * v for k, v in self.by_kernel.items()))
 
 
+# The share of held-out subnets a latency budget's safety margin covers (``safety_margin``).
+MARGIN_QUANTILE = 0.95
+
 # Fewest subnets per coefficient before a richer model is tried.
 _PER_COEF = 8
 
@@ -891,6 +894,19 @@ class LatencyPredictor:
     def predict(self, arch, num_classes: int = SUBNET_CLASSES) -> float:
         a = self._arch(arch)
         return self.fixed_ms(num_classes) + sum(self.block_ms(s) for s in self.space.block_specs(a))
+
+    def safety_margin(self, quantile: float = MARGIN_QUANTILE) -> float:
+        """How much slower than predicted a subnet runs at the ``quantile`` of the held-out
+        measured subnets (``measured / predicted - 1``, >= 0; 0 without measured subnets).
+        Searching for ``budget / (1 + margin)`` makes a measured model meet ``budget`` that often."""
+        import numpy as np
+
+        per = (self.errors or {}).get("per_subnet") or []
+        r = [p["measured_ms"] / p["heldout_predicted_ms"] for p in per
+             if p.get("heldout_predicted_ms") and p.get("measured_ms")]
+        if not r:
+            return 0.0
+        return max(0.0, float(np.quantile(r, quantile)) - 1.0)
 
     def breakdown(self, arch, num_classes: int = SUBNET_CLASSES) -> list[tuple[str, float, float]]:
         """(layer, table row ms, contribution ms) for stem, every block, head and the overhead."""

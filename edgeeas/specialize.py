@@ -192,6 +192,7 @@ class SpecializeConfig:
     evaluations: int = 500
     population: int = 100
     predictor_samples: int = 200
+    latency_margin: str = "auto"         # "auto" (the predictor's held-out under-prediction) or a % ("5%")
     seed: int = 0
 
     def strategy_options(self) -> dict:
@@ -270,7 +271,8 @@ class Specializer:
         cost, name = load_cost(self.space, target=None if madds else self.cfg.target, madds=madds)
         c = self.cfg
         ctx = SearchContext(self.net, self.ds, cost, cost_name=name, cache_dir=self.supernet_path.parent,
-                            predictor_samples=c.predictor_samples, fitness=c.fitness, seed=c.seed, log=self.log)
+                            predictor_samples=c.predictor_samples, fitness=c.fitness, seed=c.seed,
+                            latency_margin=c.latency_margin, log=self.log)
         k = _CostKind(cost, name, ctx)
         if c.strategy == "generator":
             k.generator, k.generator_info = self._load_generator(cost, name)
@@ -319,6 +321,7 @@ class Specializer:
                 "strategy": c.strategy, "strategy_options": c.strategy_options(),
                 "supernet_fingerprint": self.net_fp, "dataset_fingerprint": self.ds.fingerprint,
                 "cost_model": k.name, "cost_fingerprint": k.fingerprint,
+                "latency_margin_pct": round(100 * k.ctx.latency_margin, 2),
                 "generator_sha256": (k.generator_info or {}).get("sha256"),
                 "recal_images": c.recal_images, "calib_images": c.calib_images, "test_images": c.test_images,
                 "seed": c.seed, "format": MANIFEST_FORMAT}
@@ -539,7 +542,7 @@ def find_models(out_dirs, target: str) -> list[dict]:
 
 # ---- deploy -------------------------------------------------------------------------------------
 _DEPLOY_KEYS = {"target", "strategy", "scenarios", "supernet", "generator", "data", "out", "remote_dir",
-                "local_dir", "adb_serial", "max_accuracy_gap", "recal_images", "calib_images"}
+                "local_dir", "adb_serial", "max_accuracy_gap", "recal_images", "calib_images", "latency_margin"}
 
 
 def load_deploy_config(path: Path) -> dict:
@@ -611,6 +614,7 @@ def deploy(config_path: Path, *, out: str | None = None, force: bool = False, da
     sc_cfg = SpecializeConfig(target=target, strategy=str(cfg["strategy"]), supernet=cfg.get("supernet"),
                               generator=cfg.get("generator"), data=data or cfg.get("data"),
                               out=out or cfg.get("out") or "out", force=force,
+                              latency_margin=str(cfg.get("latency_margin", "auto")),
                               **{k: int(cfg[k]) for k in ("recal_images", "calib_images") if k in cfg})
     from .search import parse_budget
 

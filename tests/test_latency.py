@@ -290,3 +290,18 @@ def test_parallel_export_is_byte_identical_to_serial(tiny_bench, tmp_path):
     for f in files:
         assert hashlib.sha256(f.read_bytes()).digest() == hashlib.sha256((cache / f.name).read_bytes()).digest(), f.name
     assert L.export_row_models(TINY, rows, tmp_path, workers=2) == 0  # nothing missing: nothing exported
+
+
+def test_safety_margin_is_the_heldout_underprediction_quantile(tiny_bench):
+    """From the real measured subnets of the tiny table: the margin is the 95th percentile of
+    measured / held-out predicted, minus 1, never negative; no measured subnets, no margin."""
+    import numpy as np
+
+    root, target, _ = tiny_bench
+    p = L.LatencyPredictor.load(target)
+    per = p.errors["per_subnet"]
+    assert len(per) == 3
+    ratios = [x["measured_ms"] / x["heldout_predicted_ms"] for x in per]
+    assert p.safety_margin() == pytest.approx(max(0.0, float(np.quantile(ratios, 0.95)) - 1))
+    assert p.safety_margin(1.0) == pytest.approx(max(0.0, max(ratios) - 1))
+    assert L.LatencyPredictor(p.space, p.rows).safety_margin() == 0.0

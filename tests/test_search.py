@@ -196,3 +196,42 @@ def test_search_errors_are_one_line(ctx):
         assert msg in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(EdgeeasUsageError):
         find_arch("uniform", ctx, "fish", "20ms")
+
+
+# ---- the latency safety margin -----------------------------------------------------------------
+@pytest.mark.parametrize("text,value", [("auto", "auto"), ("5%", 0.05), ("5", 0.05), ("0", 0.0), (" 12.5% ", 0.125)])
+def test_parse_margin(text, value):
+    from edgeeas.search.budget import parse_margin
+
+    assert parse_margin(text) == (value if value == "auto" else pytest.approx(value))
+
+
+@pytest.mark.parametrize("text", ["-5%", "100%", "lots", "5ms", ""])
+def test_bad_margins_are_one_line(text):
+    from edgeeas.search.budget import parse_margin
+
+    with pytest.raises(BudgetError) as e:
+        parse_margin(text)
+    assert "expected 'auto' or a percentage" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_margin_aims_latency_budgets_lower_but_not_madds(net, cifar, ctx):
+    """A 10 % margin: the architecture fits budget / 1.1 (and the result still reports the
+    budget asked for); below the cheapest architecture it aims at the cheapest; MAdds budgets
+    are exact and take no margin."""
+    toy = SearchContext(net, cifar, ToyLatency(), cache_dir=ctx.cache_dir, recal_images=64, val_images=40,
+                        predictor_samples=6, predictor_epochs=40, latency_margin="10%")
+    lo, hi = toy.table.bounds(5)
+    b = (lo + hi) / 2
+    res = find_arch("uniform", toy, "fish", f"{b:.4f}ms")
+    assert res.budget == pytest.approx(float(f"{b:.4f}")) and res.extra["latency_margin_pct"] == 10.0
+    assert res.predicted_cost <= res.extra["aimed_budget"] * (1 + 1e-9)
+    assert res.extra["aimed_budget"] == pytest.approx(res.budget / 1.1, abs=1e-5)
+    none = SearchContext(net, cifar, ToyLatency(), cache_dir=ctx.cache_dir, latency_margin="0")
+    assert find_arch("uniform", none, "fish", f"{b:.4f}ms").predicted_cost >= res.predicted_cost
+    tight = find_arch("uniform", toy, "fish", f"{lo * 1.01:.4f}ms")
+    assert tight.extra["aimed_budget"] == pytest.approx(lo, abs=1e-5)
+    # ToyLatency has no held-out errors: 'auto' means no margin; MAdds never take one
+    assert SearchContext(net, cifar, ToyLatency(), cache_dir=ctx.cache_dir).latency_margin == 0.0
+    assert SearchContext(net, cifar, MaddsCost(SPACE), cache_dir=ctx.cache_dir, latency_margin="20%").latency_margin == 0
+    assert "latency_margin_pct" not in find_arch("uniform", ctx, "fish", "12M").extra

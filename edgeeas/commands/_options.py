@@ -12,11 +12,15 @@ _SEARCH_OPTIONS = (
     click.option("--population", default=100, show_default=True, type=click.IntRange(2), help="evolution population"),
     click.option("--predictor-samples", default=200, show_default=True, type=click.IntRange(3),
                  help="measured subnets per superclass for the accuracy predictor (cached in the run directory)"),
+    click.option("--latency-margin", default="auto", show_default=True,
+                 help="aim latency budgets this much lower, so measured models meet them: 'auto' is how much "
+                      "the target's predictor under-predicts 95 % of its held-out measured subnets; or a "
+                      "percentage (5%, 0)"),
 )
 
 
 def search_options(f):
-    """--fitness, --evaluations, --population, --predictor-samples."""
+    """--fitness, --evaluations, --population, --predictor-samples, --latency-margin."""
     for opt in reversed(_SEARCH_OPTIONS):
         f = opt(f)
     return f

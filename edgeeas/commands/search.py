@@ -34,7 +34,7 @@ def _strategy_names():
 @click.option("--threads", default=0, type=click.IntRange(0))
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def search(strategy, superclasses, budget, target, supernet_arg, generator_path, data, fitness, evaluations,
-           population, predictor_samples, recal_images, val_images, seed, threads, as_json):
+           population, predictor_samples, latency_margin, recal_images, val_images, seed, threads, as_json):
     """Find an architecture for one scenario (superclasses + budget) with one strategy.
 
     \b
@@ -54,7 +54,10 @@ def search(strategy, superclasses, budget, target, supernet_arg, generator_path,
 
     if threads:
         torch.set_num_threads(threads)
+    from ..search.budget import parse_margin
+
     b = parse_budget(budget)
+    parse_margin(latency_margin)  # a bad margin fails before any loading
     pt = resolve_supernet(supernet_arg)
     net, _ = load_supernet(pt)
     cost, cost_name = load_cost(net.space, target=None if b.unit == "M" else target, madds=b.unit == "M")
@@ -62,7 +65,7 @@ def search(strategy, superclasses, budget, target, supernet_arg, generator_path,
     log = lambda m: click.echo(m, err=True)  # noqa: E731
     ctx = SearchContext(net, ds, cost, cost_name=cost_name, cache_dir=pt.parent, recal_images=recal_images,
                         val_images=val_images, predictor_samples=predictor_samples, fitness=fitness, seed=seed,
-                        log=log)
+                        latency_margin=latency_margin, log=log)
     opts = {}
     if strategy == "generator":
         gp = Path(generator_path) if generator_path else pt.parent / f"generator-{cost_name.replace(':', '_')}.pt"

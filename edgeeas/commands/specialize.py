@@ -58,7 +58,7 @@ def _print_validation(v: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print one JSON summary")
 def specialize(target, budget_args, budget_lists, superclasses, all_superclasses, strategy, supernet_arg,
                generator_path, data, out, force, do_validate, recal_images, calib_images, test_images, fitness,
-               evaluations, population, predictor_samples, seed, threads, quiet, as_json):
+               evaluations, population, predictor_samples, latency_margin, seed, threads, quiet, as_json):
     """Emit an int8 TFLite model per scenario (superclasses + budget) into OUT/TARGET/SCENARIO/BUDGET/.
 
     \b
@@ -73,7 +73,10 @@ def specialize(target, budget_args, budget_lists, superclasses, all_superclasses
     from ..errors import EdgeeasError
     from ..specialize import SpecializeConfig, Specializer, parse_budget_list, parse_scenarios, validate_folder
 
+    from ..search.budget import parse_margin
+
     budgets = parse_budget_list(list(budget_args) + list(budget_lists))  # bad budgets fail before any loading
+    parse_margin(latency_margin)
     if not budgets:
         raise click.UsageError("give --budget 20ms (or --budgets 5ms,10ms,...; 8M for MAdds)")
     if threads:
@@ -84,7 +87,7 @@ def specialize(target, budget_args, budget_lists, superclasses, all_superclasses
     cfg = SpecializeConfig(target=target, strategy=strategy, supernet=supernet_arg, generator=generator_path,
                            data=data, out=out, force=force, recal_images=recal_images, calib_images=calib_images,
                            test_images=test_images, fitness=fitness, evaluations=evaluations, population=population,
-                           predictor_samples=predictor_samples, seed=seed)
+                           predictor_samples=predictor_samples, latency_margin=latency_margin, seed=seed)
     from ..data import load_dataset
 
     scenarios = parse_scenarios(load_dataset(data), superclasses, all_superclasses, budgets)

@@ -20,7 +20,7 @@ from typing import Callable
 
 from ..errors import EdgeeasError, EdgeeasUsageError
 from ..space import Arch
-from .budget import Budget, check_feasible, parse_budget
+from .budget import Budget, check_feasible, parse_budget, parse_margin
 from .cost import CostTable, cost_identity, cost_unit
 from .fitness import AccuracyData, AccuracyPredictor, Evaluator, encode, sample_archs, supernet_fingerprint
 
@@ -76,7 +76,7 @@ class SearchContext:
     def __init__(self, supernet, ds, cost, *, cost_name: str | None = None, generator=None,
                  cache_dir: str | Path | None = None, recal_images: int = 500, val_images: int = 500,
                  predictor_samples: int = 200, predictor_epochs: int = 300, fitness: str = "predictor",
-                 seed: int = 0, log=None):
+                 seed: int = 0, latency_margin="auto", log=None):
         self.supernet, self.ds, self.cost = supernet, ds, cost
         self.space = supernet.space
         self.table = CostTable(cost, self.space)
@@ -90,6 +90,14 @@ class SearchContext:
         self.fitness = fitness
         self.seed = seed
         self.log = log or (lambda m: None)
+        # Latency budgets are searched for budget / (1 + margin): the predictor's held-out
+        # under-prediction ("auto"), or a given fraction; MAdds are exact (no margin).
+        m = parse_margin(latency_margin)
+        if self.unit == "M":
+            m = 0.0
+        elif m == "auto":
+            m = float(cost.safety_margin()) if hasattr(cost, "safety_margin") else 0.0
+        self.latency_margin = m
         self._data: AccuracyData | None = None
         self._predictor: tuple[int, AccuracyPredictor] | None = None
 
@@ -188,12 +196,18 @@ def find_arch(strategy: str, ctx: SearchContext, superclasses, budget, **opts) -
     sc = ctx.superclass_ids(superclasses)
     nc = ctx.num_classes(sc)
     value = check_feasible(b, ctx.table, nc, ctx.describe(sc))
+    # The safety margin: aim below the budget by what the predictor under-predicts; never below
+    # the cheapest architecture (the budget itself is feasible).
+    aim = max(value / (1.0 + ctx.latency_margin), ctx.table.bounds(nc)[0])
     t0 = time.perf_counter()
-    prop = fn(ctx, sc, value, nc, **opts)
+    prop = fn(ctx, sc, aim, nc, **opts)
     seconds = time.perf_counter() - t0
     ctx.space.validate(prop.arch)
     pred = float(ctx.cost.predict(prop.arch, nc))
-    if pred > value * (1 + 1e-9):
+    if pred > aim * (1 + 1e-9):
         raise EdgeeasError(f"internal error: strategy {strategy!r} returned {prop.arch} costing {pred:.4f}{ctx.unit}, "
                            f"over the budget {b}")
-    return SearchResult(prop.arch, pred, prop.score, seconds, prop.evaluations, strategy, value, ctx.unit, prop.extra)
+    extra = dict(prop.extra)
+    if ctx.unit != "M":
+        extra.update(latency_margin_pct=round(100 * ctx.latency_margin, 2), aimed_budget=round(aim, 5))
+    return SearchResult(prop.arch, pred, prop.score, seconds, prop.evaluations, strategy, value, ctx.unit, extra)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from ..errors import EdgeeasUsageError
 from .cost import CostTable, format_cost
 
-__all__ = ["Budget", "BudgetError", "InfeasibleBudget", "parse_budget", "feasible_range", "check_feasible"]
+__all__ = ["Budget", "BudgetError", "InfeasibleBudget", "parse_budget", "feasible_range", "check_feasible",
+           "parse_margin"]
 
 FORM = "a positive number with a unit, e.g. 20ms, 500us (latency) or 8M (millions of MAdds)"
 
@@ -110,3 +111,21 @@ def check_feasible(budget: Budget, table: CostTable, num_classes: int = 5, what:
             f"budget {budget} is {side} the feasible range {format_cost(lo, unit, 'up')}.."
             f"{format_cost(hi, unit, 'down')} for {what or 'this cost model'} ({num_classes} classes)")
     return budget.value
+
+
+def parse_margin(text) -> str | float:
+    """``--latency-margin``: ``auto`` (from the target predictor's held-out errors) or a
+    percentage (``5%``, ``5``, ``0``), returned as a fraction."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        t = str(text).strip().lower()
+        if t == "auto":
+            return "auto"
+        try:
+            value = float(t.removesuffix("%")) / 100.0
+        except ValueError:
+            raise BudgetError(f"latency margin {text!r}: expected 'auto' or a percentage such as 5% or 0") from None
+    if not 0.0 <= value < 1.0:
+        raise BudgetError(f"latency margin {text!r}: expected 'auto' or a percentage from 0% to 99%")
+    return value
