@@ -104,6 +104,28 @@ def float_vs_int8(target, space, cache: Path, n_test: int, n_calib: int) -> dict
     return out
 
 
+def test_retest(target, table, space, cache, archs) -> dict:
+    """The same subnets measured again, minutes after the table's figures: how far a
+    measurement moves by itself (a predictor cannot be more accurate than this)."""
+    import numpy as np
+
+    from edgeeas import latency as L
+
+    first = {(s["arch"], s["num_classes"]): s["median_ms"] for s in table.subnets()}
+    paths = {str(L.subnet_model_path(cache, a, L.SUBNET_CLASSES)): str(a) for a in archs}
+    t0 = time.perf_counter()
+    again = target.measure_many(list(paths))
+    d = np.array([100 * (again[p].median_ms - first[(a, L.SUBNET_CLASSES)]) / first[(a, L.SUBNET_CLASSES)]
+                  for p, a in paths.items()])
+    ad = np.abs(d)
+    return {"subnets": len(d), "seconds": round(time.perf_counter() - t0, 1),
+            "abs_diff_pct": {"median": round(float(np.median(ad)), 2), "p90": round(float(np.percentile(ad, 90)), 2),
+                             "max": round(float(ad.max()), 2), "within_5_pct": round(float((ad <= 5).mean()), 3),
+                             "within_10_pct": round(float((ad <= 10).mean()), 3)},
+            "mean_diff_pct": round(float(d.mean()), 2),
+            "what": "second measurement of the first N predictor subnets vs the table's, same protocol"}
+
+
 def fresh_table_timing(out_path: Path, threads: int, jobs: int) -> None:
     """Time a full table build from nothing (empty model cache, empty table) in a scratch
     targets root, and record it in the JSON written by the main run."""
@@ -149,6 +171,9 @@ def main() -> None:
     ap.add_argument("--test-images", type=int, default=2000)
     ap.add_argument("--calib-images", type=int, default=256)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "latency_host.json"))
+    ap.add_argument("--retest", type=int, default=50,
+                    help="measure this many of the subnets again after the fit: the measurement's own "
+                         "repeatability, the floor under any predictor's error (0: skip)")
     ap.add_argument("--export-jobs", type=int, default=None, help="export processes (default: one per CPU, <= 4)")
     ap.add_argument("--note", default="", help="how the machine was shared during the run (stored in the JSON)")
     ap.add_argument("--fresh-table-timing", action="store_true",
@@ -214,6 +239,10 @@ def main() -> None:
     pred = L.fit_predictor(table, target_name=target.name, fingerprint=fp)
     log(f"predictor: fit {pred['fit']}; held-out {pred['errors']['heldout']}; raw sum {pred['errors']['raw_sum']}")
 
+    retest = test_retest(target, table, space, cache, archs[:args.retest]) if args.retest else None
+    if retest:
+        log(f"test-retest on {retest['subnets']} subnets: {json.dumps(retest['abs_diff_pct'])}")
+
     try:
         fvi = float_vs_int8(target, space, cache, args.test_images, args.calib_images)
     except Exception as e:  # noqa: BLE001 - keep the other figures
@@ -236,6 +265,9 @@ def main() -> None:
             "subnet_export_seconds": round(t_sexport, 1), "subnet_measure_seconds": round(t_smeasure, 1),
             "fit": pred["fit"], "heldout": pred["errors"]["heldout"], "in_sample": pred["errors"]["in_sample"],
             "raw_sum_of_rows": pred["errors"]["raw_sum"], "goal_within_10_pct": 0.99,
+            "model_selection_heldout_mape_pct": pred.get("model_selection_heldout_mape_pct"),
+            "safety_margin_pct_q95": round(100 * L.LatencyPredictor.load(target).safety_margin(), 2),
+            "test_retest": retest,
             "measured_ms_range": [min(p["measured_ms"] for p in pred["errors"]["per_subnet"]),
                                   max(p["measured_ms"] for p in pred["errors"]["per_subnet"])],
             "path": str((target.directory / "predictor.json").relative_to(REPO)),
