@@ -281,14 +281,14 @@ def _export_jobs(space: SearchSpace, jobs: list[tuple[Path, str, object]], progr
                 bar.update(1)
             return len(todo)
         import multiprocessing
-        from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
             futures = [pool.submit(_export_one, sd, kind, item, path) for path, kind, item in todo]
             pending = set(futures)
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
                     if f.exception() is not None:
                         for p in pending:
@@ -833,6 +833,9 @@ def _plot(per: list[dict], out: dict, path: Path) -> None:
     ax.set_ylabel("predicted latency (ms)")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, max(hi, max(raw) * 1.05))
+    if hi / max(lo, 1e-12) > 20:  # latencies over decades: log axes keep the small subnets visible
+        ax.set_xscale("log")
+        ax.set_yscale("log")
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     save_figure(fig, path)
