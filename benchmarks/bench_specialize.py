@@ -154,7 +154,10 @@ def main(argv=None) -> int:
               "target": args.target, "supernet": gen_sp.supernet_identity(), "generator": gk.generator_info,
               "latency_table": {"source": getattr(gk.cost, "source", ""), "fingerprint": gk.fingerprint,
                                 "feasible_range_ms_5_classes": [round(lo, 4), round(hi, 4)]},
-              "dataset": gen_sp.dataset_identity()}
+              "dataset": gen_sp.dataset_identity(),
+              "latency_margin_pct": round(100 * ctx.latency_margin, 2),
+              "latency_margin_note": "every strategy aims at budget / (1 + margin); margin = the predictor's "
+                                     "95th-percentile held-out under-prediction (--latency-margin auto)"}
     n_sc = min(args.superclasses, ds.num_superclasses)
     if args.phase != "build":
         # The timing scenarios cycle over the superclasses of (b) (all 20 in the full run): evolution's
@@ -257,6 +260,7 @@ def main(argv=None) -> int:
             m = sp.build(plan)
             rec = {"strategy": s, "superclass": n, "budget": str(b), "budget_ms": b.value, "arch": m["arch"],
                    "predicted_ms": m["predicted_latency_ms"], "model": str(plan.dest / "model.tflite"),
+                   "aimed_budget_ms": m["search"].get("aimed_budget"),
                    "acc_float": m["accuracy"]["host_float"], "acc_int8": m["accuracy"]["host_int8"],
                    "int8_drop": m["accuracy"]["host_float"] - m["accuracy"]["host_int8"],
                    "madds_m": m["madds_m"], "search_seconds": m["search"]["seconds"],
