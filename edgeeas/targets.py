@@ -130,8 +130,9 @@ class HostTarget(Target):
         from device_bench import RunnerError, measure_many_host
 
         def sweep(part: list[str]) -> dict:
-            # One runner process per sweep of a chunk: the interpreter import is amortised, and the
-            # sweeps of a chunk are seconds apart (see device_bench.protocol on passes).
+            # One runner process per sweep of a chunk: the interpreter import is amortised over the
+            # chunk, and a process start (~0.5 s) plus the chunk's runs separate its sweeps in time
+            # (see device_bench.protocol on passes).
             try:
                 return measure_many_host(part, self.protocol)
             except RunnerError as e:
