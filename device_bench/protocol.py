@@ -14,7 +14,7 @@ attempt with the lowest spread is kept (all spreads are recorded).
 Passes: a shared machine (a VM's neighbours, a phone's background work) slows
 everything down for a second or so at a time, and a run of 50 invocations that
 falls into such a window is uniformly slow, so its spread looks fine. Measured
-here on a shared 2-core VM, 200 subnets' medians moved by 4.8 % (median) and
+here on a shared 2-core VM, 100 subnets' medians moved by 4.8 % (median) and
 30 % (p90) between two single sweeps. So a table is measured in ``passes``
 sweeps over the model list, each in its own runner process, and a model's
 figure is the median of its per-pass figures (:func:`combine_passes`): one
