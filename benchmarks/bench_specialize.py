@@ -10,8 +10,10 @@
     apart too), and both speed-ups are given.
 (b) accuracy at budget: superclasses x budgets, every strategy's architecture exported through
     ``edgeeas specialize``'s own code path (BN recalibration, int8 calibration on the scenario,
-    head restricted to it), then measured on the host by ``edgeeas validate``'s code path;
-    within-superclass int8 accuracy on the scenario's 500 test images, at the measured latency.
+    head restricted to it, the same latency safety margin for every strategy), then measured on
+    the host under the target's own protocol (the one ``edgeeas validate`` uses: 3 passes),
+    all models in one sweep; within-superclass int8 accuracy on the scenario's 500 test images,
+    at the measured latency.
 (c) budget compliance: share of models whose measured latency <= budget; mean utilization.
 (d) int8 vs float accuracy drop per scenario.
 
