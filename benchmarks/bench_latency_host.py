@@ -104,6 +104,35 @@ def float_vs_int8(target, space, cache: Path, n_test: int, n_calib: int) -> dict
     return out
 
 
+def check_specialized(target, cache_dir: Path) -> dict | None:
+    """The predictor (fitted on random subnets) on the models bench_specialize.py emitted and
+    measured: architectures the searches chose, which random sampling rarely draws (e.g. 14
+    of 20 blocks 7x7), with trained weights."""
+    import numpy as np
+
+    from edgeeas import latency as L
+
+    recs = []
+    for f in sorted(Path(cache_dir).glob("*/model__*.json")):
+        r = json.loads(f.read_text())
+        if r.get("measured_ms"):
+            recs.append(r)
+    if not recs:
+        return None
+    pred = L.LatencyPredictor.load(target)
+
+    def stats(rs):
+        e = np.array([100 * (pred.predict(r["arch"], 5) - r["measured_ms"]) / r["measured_ms"] for r in rs])
+        return {"n": len(rs), "mape_pct": round(float(np.abs(e).mean()), 2), "mean_error_pct": round(float(e.mean()), 2),
+                "within_10_pct": round(float((np.abs(e) <= 10).mean()), 3), "max_ape_pct": round(float(np.abs(e).max()), 1)}
+
+    out = {"models": len(recs), "source": str(cache_dir.relative_to(REPO)) if cache_dir.is_relative_to(REPO)
+           else str(cache_dir), "all": stats(recs)}
+    for s in sorted({r["strategy"] for r in recs}):
+        out[s] = stats([r for r in recs if r["strategy"] == s])
+    return out
+
+
 def test_retest(target, table, space, cache, archs) -> dict:
     """The same subnets measured again, minutes after the table's figures: how far a
     measurement moves by itself (a predictor cannot be more accurate than this)."""
@@ -174,6 +203,9 @@ def main() -> None:
     ap.add_argument("--retest", type=int, default=50,
                     help="measure this many of the subnets again after the fit: the measurement's own "
                          "repeatability, the floor under any predictor's error (0: skip)")
+    ap.add_argument("--check-models", default=str(REPO / "benchmarks" / "results" / "specialize_cache"),
+                    help="bench_specialize.py's cache: the predictor is also checked on those measured models, "
+                         "which the searches chose (not random subnets) ('' to skip)")
     ap.add_argument("--export-jobs", type=int, default=None, help="export processes (default: one per CPU, <= 4)")
     ap.add_argument("--note", default="", help="how the machine was shared during the run (stored in the JSON)")
     ap.add_argument("--fresh-table-timing", action="store_true",
@@ -240,6 +272,9 @@ def main() -> None:
     log(f"predictor: fit {pred['fit']}; held-out {pred['errors']['heldout']}; raw sum {pred['errors']['raw_sum']}")
 
     retest = test_retest(target, table, space, cache, archs[:args.retest]) if args.retest else None
+    specialized = check_specialized(target, Path(args.check_models)) if args.check_models else None
+    if specialized:
+        log(f"predictor on {specialized['models']} specialized models: {json.dumps(specialized['all'])}")
     if retest:
         log(f"test-retest on {retest['subnets']} subnets: {json.dumps(retest['abs_diff_pct'])}")
 
@@ -268,6 +303,7 @@ def main() -> None:
             "model_selection_heldout_mape_pct": pred.get("model_selection_heldout_mape_pct"),
             "safety_margin_pct_q95": round(100 * L.LatencyPredictor.load(target).safety_margin(), 2),
             "test_retest": retest,
+            "specialized_models": specialized,
             "measured_ms_range": [min(p["measured_ms"] for p in pred["errors"]["per_subnet"]),
                                   max(p["measured_ms"] for p in pred["errors"]["per_subnet"])],
             "path": str((target.directory / "predictor.json").relative_to(REPO)),

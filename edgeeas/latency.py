@@ -612,15 +612,20 @@ class Fit:
     method: str = "none"
     n: int = 0
     kernel_scales: dict = field(default_factory=dict)   # {"7": 1.1, ...}; empty: ``scale`` for all
+    # Crowding: a kernel-k block costs more the more kernel-k blocks the net has. Each kernel
+    # size adds crowding[k] * (its rows' sum) * (its block count) / (the space's most blocks).
+    kernel_crowding: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"intercept_ms": self.intercept_ms, "scale": self.scale, "per_block_ms": self.per_block_ms,
-                "method": self.method, "n": self.n, "kernel_scales": dict(self.kernel_scales)}
+                "method": self.method, "n": self.n, "kernel_scales": dict(self.kernel_scales),
+                "kernel_crowding": dict(self.kernel_crowding)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Fit":
         return cls(float(d["intercept_ms"]), float(d["scale"]), float(d["per_block_ms"]), d.get("method", ""),
-                   int(d.get("n", 0)), {str(k): float(v) for k, v in (d.get("kernel_scales") or {}).items()})
+                   int(d.get("n", 0)), {str(k): float(v) for k, v in (d.get("kernel_scales") or {}).items()},
+                   {str(k): float(v) for k, v in (d.get("kernel_crowding") or {}).items()})
 
     def block_scale(self, kernel: int) -> float:
         return self.kernel_scales.get(str(kernel), self.scale)
@@ -634,14 +639,20 @@ class _Sample:
     by_kernel: dict                  # {kernel: sum of that kernel's block rows}
     blocks: int
     measured_ms: float
+    count_by_kernel: dict = field(default_factory=dict)   # {kernel: number of blocks}
+    max_blocks: int = 1
 
     @property
     def rows_sum_ms(self) -> float:
         return self.fixed_ms + sum(self.by_kernel.values())
 
+    def crowd(self, k) -> float:
+        return self.by_kernel.get(k, 0.0) * self.count_by_kernel.get(k, 0) / self.max_blocks
+
     def predict(self, fit: Fit) -> float:
         return (fit.intercept_ms + fit.scale * self.fixed_ms + fit.per_block_ms * self.blocks
-                + sum(fit.block_scale(k) * v for k, v in self.by_kernel.items()))
+                + sum(fit.block_scale(k) * v for k, v in self.by_kernel.items())
+                + sum(fit.kernel_crowding.get(str(k), 0.0) * self.crowd(k) for k in self.by_kernel))
 
 
 # The share of held-out subnets a latency budget's safety margin covers (``safety_margin``).
@@ -679,10 +690,11 @@ def _lstsq(samples: list[_Sample], per_kernel: bool = False) -> Fit:
     w = 1.0 / np.maximum(y, 1e-9)
     b = np.array([x.blocks for x in samples], dtype=float)
     kernels = sorted({k for x in samples for k in x.by_kernel})
-    if per_kernel and kernels and n >= _PER_COEF * (len(kernels) + 3):
+    if per_kernel and kernels and n >= _PER_COEF * (2 * len(kernels) + 3):
         cols = [np.ones(n), np.array([x.fixed_ms for x in samples])]
         cols += [np.array([x.by_kernel.get(k, 0.0) for x in samples]) for k in kernels]
-        A = np.stack(cols + [b], axis=1)
+        crowd = [np.array([x.crowd(k) for x in samples]) for k in kernels]
+        A = np.stack(cols + [b] + crowd, axis=1)
         # Ridge toward 1 (the plain sum of rows) for every scale: a kernel size that is a small
         # share of most subnets' time is otherwise poorly determined, and a fold without the few
         # subnets it dominates fits it at nearly 0 (on the host table, the all-3x3 smallest subnet
@@ -691,8 +703,11 @@ def _lstsq(samples: list[_Sample], per_kernel: bool = False) -> Fit:
         for j in range(len(kernels) + 1):
             r[j, 1 + j] = np.sqrt(_RIDGE)
         c, _ = nnls(np.vstack([A * w[:, None], r]), np.concatenate([y * w, np.full(len(r), np.sqrt(_RIDGE))]))
-        return Fit(float(c[0]), float(c[1]), float(c[-1]), "relative nnls: intercept, scale of stem+head, "
-                   f"scale per kernel size (ridge {_RIDGE:g} toward 1), per block", n, {str(k): float(v) for k, v in zip(kernels, c[2:-1])})
+        nk = len(kernels)
+        return Fit(float(c[0]), float(c[1]), float(c[2 + nk]), "relative nnls: intercept, scale of stem+head, "
+                   f"scale per kernel size (ridge {_RIDGE:g} toward 1), per block, crowding per kernel size", n,
+                   {str(k): float(v) for k, v in zip(kernels, c[2:2 + nk])},
+                   {str(k): float(v) for k, v in zip(kernels, c[3 + nk:])})
     s = np.array([x.rows_sum_ms for x in samples], dtype=float)
     if n >= _PER_COEF and np.ptp(b) > 0:
         A = np.stack([np.ones(n), s, b], axis=1)
@@ -703,6 +718,20 @@ def _lstsq(samples: list[_Sample], per_kernel: bool = False) -> Fit:
         (c0, c1), _ = nnls(A * w[:, None], y * w)
         return Fit(float(c0), float(c1), 0.0, "relative nnls lstsq intercept+scale", n)
     return Fit(float(np.mean(y - s)), 1.0, 0.0, "mean offset", n)
+
+
+def _max_blocks(space: SearchSpace) -> int:
+    return space.num_stages * space.max_depth
+
+
+def _kernel_sums(space: SearchSpace, arch: Arch, row_ms: Callable[[str], float]) -> tuple[dict, dict]:
+    """({kernel: sum of its blocks' rows}, {kernel: number of its blocks})."""
+    by_kernel: dict[int, float] = {}
+    count: dict[int, int] = {}
+    for spec in space.block_specs(arch):
+        by_kernel[spec.kernel] = by_kernel.get(spec.kernel, 0.0) + row_ms(spec.key)
+        count[spec.kernel] = count.get(spec.kernel, 0) + 1
+    return by_kernel, count
 
 
 def _heldout(samples: list[_Sample], folds: int, per_kernel: bool) -> list[float | None]:
@@ -754,11 +783,9 @@ def fit_predictor(table: LatencyTable, *, target_name: str = "", fingerprint: di
     samples, names = [], []
     for s in table.subnets():
         arch = space.parse(s["arch"])
-        by_kernel: dict[int, float] = {}
-        for spec in space.block_specs(arch):
-            by_kernel[spec.kernel] = by_kernel.get(spec.kernel, 0.0) + base.row_ms(spec.key)
+        by_kernel, count = _kernel_sums(space, arch, base.row_ms)
         samples.append(_Sample(base.row_ms("stem") + base.head_ms(s["num_classes"]), by_kernel,
-                               sum(arch.depths), s[col]))
+                               sum(arch.depths), s[col], count, _max_blocks(space)))
         names.append((s["arch"], s["num_classes"]))
 
     # Two models, the richer one only if it predicts held-out subnets better (5-fold).
@@ -844,7 +871,9 @@ def _plot(per: list[dict], out: dict, path: Path) -> None:
 class LatencyPredictor:
     """Latency of any architecture of a space on one target, from its table and fit.
 
-    ``predict(a, k) == fixed_ms(k) + sum(block_ms(s) for s in space.block_specs(a))``.
+    ``predict(a, k) == fixed_ms(k) + sum(block_ms(s) for s in space.block_specs(a)) + crowding_ms(a)``:
+    the sum over blocks is what searches tabulate; ``crowding_ms`` (0 without fitted crowding)
+    is the one term that depends on the whole architecture, and searches check it at the end.
     """
 
     def __init__(self, space: SearchSpace, rows: dict[str, float], fit: Fit | None = None, *,
@@ -905,9 +934,18 @@ class LatencyPredictor:
         """Stem + head (``num_classes`` rows) + fitted intercept: what every subnet pays."""
         return self.fit.intercept_ms + self.fit.scale * (self.row_ms("stem") + self.head_ms(num_classes))
 
+    def crowding_ms(self, arch) -> float:
+        """The part of ``predict`` that is not a sum over blocks (``Fit.kernel_crowding``)."""
+        if not self.fit.kernel_crowding:
+            return 0.0
+        by_kernel, count = _kernel_sums(self.space, self._arch(arch), self.row_ms)
+        nb = _max_blocks(self.space)
+        return sum(self.fit.kernel_crowding.get(str(k), 0.0) * v * count[k] / nb for k, v in by_kernel.items())
+
     def predict(self, arch, num_classes: int = SUBNET_CLASSES) -> float:
         a = self._arch(arch)
-        return self.fixed_ms(num_classes) + sum(self.block_ms(s) for s in self.space.block_specs(a))
+        return (self.fixed_ms(num_classes) + sum(self.block_ms(s) for s in self.space.block_specs(a))
+                + self.crowding_ms(a))
 
     def safety_margin(self, quantile: float = MARGIN_QUANTILE) -> float:
         """How much slower than predicted a subnet runs at the ``quantile`` of the held-out
@@ -931,6 +969,8 @@ class LatencyPredictor:
         h = self.head_ms(num_classes)
         out.append((head_key(num_classes), h, f.scale * h))
         out.append(("overhead (fitted intercept)", float("nan"), f.intercept_ms))
+        if f.kernel_crowding:
+            out.append(("crowding (many blocks of one kernel size)", float("nan"), self.crowding_ms(a)))
         return out
 
 

@@ -305,3 +305,25 @@ def test_safety_margin_is_the_heldout_underprediction_quantile(tiny_bench):
     assert p.safety_margin() == pytest.approx(max(0.0, float(np.quantile(ratios, 0.95)) - 1))
     assert p.safety_margin(1.0) == pytest.approx(max(0.0, max(ratios) - 1))
     assert L.LatencyPredictor(p.space, p.rows).safety_margin() == 0.0
+
+
+def test_crowding_recovered_and_predicted():
+    """Synthetic subnets whose 7x7 blocks cost more the more of them there are (as measured on
+    the host): the fit finds the crowding coefficient, and a predictor with it adds the term."""
+    import random
+
+    rng = random.Random(1)
+    samples = []
+    for _ in range(150):
+        count = {3: rng.randint(0, 8), 5: rng.randint(0, 8), 7: rng.randint(0, 12)}
+        by_k = {k: n * rng.uniform(0.02, 0.2) for k, n in count.items()}
+        y = 0.1 + sum(by_k.values()) + 0.5 * by_k[7] * count[7] / 20
+        samples.append(L._Sample(0.1, by_k, sum(count.values()), y * rng.uniform(0.99, 1.01), count, 20))
+    fit = L._lstsq(samples, per_kernel=True)
+    assert fit.kernel_crowding["7"] == pytest.approx(0.5, rel=0.1) and fit.kernel_crowding["5"] < 0.05
+    rows = {r.key: 0.1 for r in L.table_rows(DEFAULT_SPACE)}
+    p = L.LatencyPredictor(DEFAULT_SPACE, rows, fit)
+    largest = DEFAULT_SPACE.largest()  # 20 blocks, all 7x7: rows sum 2.0, count 20 of 20
+    assert p.crowding_ms(largest) == pytest.approx(fit.kernel_crowding["7"] * 2.0)
+    additive = p.fixed_ms() + sum(p.block_ms(b) for b in DEFAULT_SPACE.block_specs(largest))
+    assert p.predict(largest) == pytest.approx(additive + p.crowding_ms(largest))

@@ -235,3 +235,30 @@ def test_margin_aims_latency_budgets_lower_but_not_madds(net, cifar, ctx):
     assert SearchContext(net, cifar, ToyLatency(), cache_dir=ctx.cache_dir).latency_margin == 0.0
     assert SearchContext(net, cifar, MaddsCost(SPACE), cache_dir=ctx.cache_dir, latency_margin="20%").latency_margin == 0
     assert "latency_margin_pct" not in find_arch("uniform", ctx, "fish", "12M").extra
+
+
+class ToyCrowded(ToyLatency):
+    """ToyLatency plus a term of the whole architecture (as the latency predictor's crowding):
+    every block costs 2 % more per block in the net, which no per-slot table can express."""
+
+    name = "toy-crowded"
+
+    def predict(self, arch, num_classes=5):
+        blocks = list(SPACE.block_specs(arch))
+        return self.fixed_ms(num_classes) + sum(self.block_ms(s) for s in blocks) * (1 + 0.02 * len(blocks))
+
+
+@pytest.mark.parametrize("name", ["uniform", "random", "evolution"])
+def test_search_checks_the_full_prediction(name, net, cifar, ctx):
+    """The table under-counts a crowded cost by up to 40 %; the search reruns with a tighter
+    table budget until the full prediction fits the aim."""
+    toy = SearchContext(net, cifar, ToyCrowded(), cache_dir=ctx.cache_dir, recal_images=64, val_images=40,
+                        predictor_samples=6, predictor_epochs=40, latency_margin="0")
+    lo, hi = toy.table.bounds(5)
+    b = lo + 0.6 * (hi - lo)
+    res = find_arch(name, toy, "fish", f"{b:.4f}ms", **TINY_OPTS[name])
+    assert res.predicted_cost == pytest.approx(ToyCrowded().predict(res.arch, 5))
+    assert res.predicted_cost <= res.budget * (1 + 1e-9)
+    assert toy.table.arch_cost(res.arch, 5) < res.predicted_cost  # the table alone would have been fooled
+    if name == "uniform":  # the dearest uniform arch under the table budget overshoots: a rerun
+        assert res.extra["search_rounds"] >= 2 and res.extra["table_budget"] < res.budget

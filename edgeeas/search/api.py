@@ -198,16 +198,34 @@ def find_arch(strategy: str, ctx: SearchContext, superclasses, budget, **opts) -
     value = check_feasible(b, ctx.table, nc, ctx.describe(sc))
     # The safety margin: aim below the budget by what the predictor under-predicts; never below
     # the cheapest architecture (the budget itself is feasible).
-    aim = max(value / (1.0 + ctx.latency_margin), ctx.table.bounds(nc)[0])
+    lo = ctx.table.bounds(nc)[0]
+    aim = max(value / (1.0 + ctx.latency_margin), lo)
+    # Strategies search the additive cost table; a cost model may add a term of the whole
+    # architecture (the latency predictor's crowding), so the full prediction is checked and,
+    # while it is over the aim, the table budget is shrunk by the overshoot and the search rerun.
+    table_aim, rounds, evaluations = aim, 0, 0
     t0 = time.perf_counter()
-    prop = fn(ctx, sc, aim, nc, **opts)
+    while True:
+        prop = fn(ctx, sc, table_aim, nc, **opts)
+        rounds += 1
+        evaluations += prop.evaluations
+        ctx.space.validate(prop.arch)
+        pred = float(ctx.cost.predict(prop.arch, nc))
+        if pred <= aim * (1 + 1e-9) or table_aim <= lo or rounds >= _MAX_ROUNDS:
+            break
+        table_aim = max(lo, table_aim * aim / pred * (1 - 1e-3))
     seconds = time.perf_counter() - t0
-    ctx.space.validate(prop.arch)
-    pred = float(ctx.cost.predict(prop.arch, nc))
-    if pred > aim * (1 + 1e-9):
-        raise EdgeeasError(f"internal error: strategy {strategy!r} returned {prop.arch} costing {pred:.4f}{ctx.unit}, "
-                           f"over the budget {b}")
+    if pred > aim * (1 + 1e-9) and pred > value * (1 + 1e-9):
+        raise EdgeeasError(f"strategy {strategy!r} found nothing under the budget {b} for {ctx.describe(sc)} "
+                           f"(best: {prop.arch} at {pred:.4f}{ctx.unit} predicted)")
     extra = dict(prop.extra)
     if ctx.unit != "M":
         extra.update(latency_margin_pct=round(100 * ctx.latency_margin, 2), aimed_budget=round(aim, 5))
-    return SearchResult(prop.arch, pred, prop.score, seconds, prop.evaluations, strategy, value, ctx.unit, extra)
+        if rounds > 1:
+            extra.update(search_rounds=rounds, table_budget=round(table_aim, 5))
+    return SearchResult(prop.arch, pred, prop.score, seconds, evaluations, strategy, value, ctx.unit, extra)
+
+
+# Searches rerun with a tighter table budget at most this many times (the first overshoot is
+# typically 5-20 %, and one rerun lands under the aim).
+_MAX_ROUNDS = 6

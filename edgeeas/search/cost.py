@@ -5,6 +5,8 @@ three methods of the target latency predictor (``edgeeas.latency.LatencyPredicto
 
     cost.predict(arch, num_classes=5)  == cost.fixed_ms(num_classes)
                                           + sum(cost.block_ms(s) for s in space.block_specs(arch))
+                                          (+ a term of the whole architecture, >= 0, for a
+                                           latency predictor with crowding: see find_arch)
 
 :class:`MaddsCost` implements it with exact MAdds counts (in millions, unit ``M``), so MAdds
 budgets work without any latency table.
