@@ -676,9 +676,11 @@ def _lstsq(samples: list[_Sample], per_kernel: bool = False) -> Fit:
     a negative per-block term would make the cheapest blocks cost less than nothing.
 
     Why per kernel: the depthwise kernel size decides which implementation runs (on this host,
-    int8 7x7 depthwise is not XNNPACK's and runs 15-20x slower than 5x5), and a layer measured
-    alone (its weights and activations hot in cache) is not off from its in-network cost by the
-    same factor for every implementation.
+    int8 7x7 depthwise is not XNNPACK's and its rows cost 12-19x the 5x5 ones), and a layer
+    measured alone (its weights and activations hot in cache) is not off from its in-network
+    cost by the same factor for every implementation.  Why crowding: in a whole net the 7x7
+    blocks cost more the more of them there are (measured / sum of rows: 1.00 with <= 5 of
+    them, 1.14 with 6-8, 1.27 with all 20), which no per-block scale can express.
     """
     import numpy as np
     from scipy.optimize import nnls
