@@ -32,6 +32,7 @@ import logging
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -208,12 +209,6 @@ class Measurement:
         return cls(**d)
 
 
-def _median(values) -> float:
-    v = sorted(values)
-    n = len(v)
-    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
-
-
 def combine_passes(passes: list[Measurement]) -> Measurement:
     """One figure from the same graph measured in several passes (see the module doc).
 
@@ -228,8 +223,8 @@ def combine_passes(passes: list[Measurement]) -> Measurement:
     if len({m.graph for m in passes}) != 1:
         raise ValueError(f"combine_passes got different graphs: {sorted({m.graph for m in passes})}")
     runs = tuple(r for m in passes for r in m.runs_us)
-    median = _median([m.median_ms for m in passes])
-    p90 = _median([m.p90_ms for m in passes])
+    median = statistics.median(m.median_ms for m in passes)
+    p90 = statistics.median(m.p90_ms for m in passes)
     mean = sum(runs) / len(runs) if runs else 0.0
     std = (sum((r - mean) ** 2 for r in runs) / len(runs)) ** 0.5 / 1e3 if runs else 0.0
     last = passes[-1]

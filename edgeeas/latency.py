@@ -604,7 +604,7 @@ def _head_ms(heads: dict[int, float], k: int) -> float:
 @dataclass
 class Fit:
     """predicted = intercept + scale * (stem + head) + sum over blocks of
-    (kernel_scales[kernel] or scale) * row + per_block_ms."""
+    ((kernel_scales[kernel] or scale) * row + per_block_ms) + crowding (:meth:`crowding_ms`)."""
 
     intercept_ms: float = 0.0
     scale: float = 1.0
@@ -630,6 +630,12 @@ class Fit:
     def block_scale(self, kernel: int) -> float:
         return self.kernel_scales.get(str(kernel), self.scale)
 
+    def crowding_ms(self, by_kernel: dict, count_by_kernel: dict, max_blocks: int) -> float:
+        """The term that is not a sum over blocks: for each kernel size, its crowding times its
+        rows' sum times its share of the space's most blocks."""
+        return sum(self.kernel_crowding.get(str(k), 0.0) * v * count_by_kernel.get(k, 0) / max_blocks
+                   for k, v in by_kernel.items())
+
 
 @dataclass(frozen=True)
 class _Sample:
@@ -647,12 +653,13 @@ class _Sample:
         return self.fixed_ms + sum(self.by_kernel.values())
 
     def crowd(self, k) -> float:
-        return self.by_kernel.get(k, 0.0) * self.count_by_kernel.get(k, 0) / self.max_blocks
+        """Kernel ``k``'s crowding feature (its coefficient's column in the fit)."""
+        return Fit(kernel_crowding={str(k): 1.0}).crowding_ms(self.by_kernel, self.count_by_kernel, self.max_blocks)
 
     def predict(self, fit: Fit) -> float:
         return (fit.intercept_ms + fit.scale * self.fixed_ms + fit.per_block_ms * self.blocks
                 + sum(fit.block_scale(k) * v for k, v in self.by_kernel.items())
-                + sum(fit.kernel_crowding.get(str(k), 0.0) * self.crowd(k) for k in self.by_kernel))
+                + fit.crowding_ms(self.by_kernel, self.count_by_kernel, self.max_blocks))
 
 
 # The share of held-out subnets a latency budget's safety margin covers (``safety_margin``).
@@ -941,8 +948,7 @@ class LatencyPredictor:
         if not self.fit.kernel_crowding:
             return 0.0
         by_kernel, count = _kernel_sums(self.space, self._arch(arch), self.row_ms)
-        nb = _max_blocks(self.space)
-        return sum(self.fit.kernel_crowding.get(str(k), 0.0) * v * count[k] / nb for k, v in by_kernel.items())
+        return self.fit.crowding_ms(by_kernel, count, _max_blocks(self.space))
 
     def predict(self, arch, num_classes: int = SUBNET_CLASSES) -> float:
         a = self._arch(arch)
