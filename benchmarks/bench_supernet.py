@@ -103,6 +103,138 @@ def part_cost(args, ds) -> None:
     })
 
 
+def _sandwich_setup(ds, threads, channels_last, batch, num_random, seed=0):
+    import numpy as np
+    import torch
+
+    from edgeeas.nn.supernet import Supernet
+    from edgeeas.space import DEFAULT_SPACE as S
+    from edgeeas.train import SandwichLoss, TrainConfig
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    mf = torch.channels_last if channels_last else torch.contiguous_format
+    cfg = TrainConfig(num_random=num_random)
+    net = Supernet(S).to(memory_format=mf).train()
+    return net, SandwichLoss(net, cfg), torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True), mf, cfg
+
+
+def _sandwich_steps(ds, sand, opt, mf, cfg, steps, batch, bf16=False, rank=0, world=1, model=None):
+    """Run ``steps`` real sandwich steps (data pipeline included); returns (step seconds, data seconds) lists."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from edgeeas.space import DEFAULT_SPACE as S
+    from edgeeas.train import augment
+
+    model = model or sand
+    kept = torch.arange(100)
+    r = random.Random(0)
+    t_step, t_data = [], []
+    for i in range(steps):
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([i, rank])
+        idx = rng.choice(len(ds.train.labels), batch, replace=False)
+        x = augment(ds.train.images[idx], rng).to(memory_format=mf)
+        y = torch.as_tensor(ds.train.labels[idx])
+        t1 = time.perf_counter()
+        archs = [S.largest(), S.smallest()] + [S.sample(r) for _ in range(cfg.num_random)]
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = model(x, y, kept, archs)
+        loss.backward()
+        opt.step()
+        t2 = time.perf_counter()
+        t_step.append(t2 - t0)
+        t_data.append(t1 - t0)
+    return t_step, t_data
+
+
+def _ddp_worker(args) -> None:
+    """One rank of the torchrun configuration (run by part_throughput through torchrun)."""
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+
+    from edgeeas.data import load_dataset
+
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    ds = load_dataset(args.data or (ROOT / "data" if (ROOT / "data").exists() else None))
+    net, sand, opt, mf, cfg = _sandwich_setup(ds, 1, True, args.batch, args.num_random)
+    ddp = nn.parallel.DistributedDataParallel(sand, find_unused_parameters=True)
+    _sandwich_steps(ds, sand, opt, mf, cfg, 1, args.batch, rank=rank, world=world, model=ddp)  # warm-up
+    dist.barrier()
+    t0 = time.perf_counter()
+    ts, td = _sandwich_steps(ds, sand, opt, mf, cfg, args.tp_steps, args.batch, rank=rank, world=world, model=ddp)
+    dist.barrier()
+    wall = time.perf_counter() - t0
+    if rank == 0:
+        print("DDP_RESULT " + json.dumps({"step_s": statistics.median(ts), "data_s": statistics.median(td),
+                                          "wall_s": wall, "images": args.tp_steps * args.batch * world}), flush=True)
+    dist.destroy_process_group()
+
+
+def part_throughput(args, ds) -> None:
+    """images/s of the real sandwich step under each configuration, interleaved round by round."""
+    import os
+    import subprocess
+
+    import torch
+
+    configs = {
+        "1proc_2threads_channels_last_fp32": dict(threads=2, channels_last=True, bf16=False),
+        "1proc_2threads_nchw_fp32": dict(threads=2, channels_last=False, bf16=False),
+        "1proc_2threads_channels_last_bf16_autocast": dict(threads=2, channels_last=True, bf16=True),
+        "1proc_1thread_channels_last_fp32": dict(threads=1, channels_last=True, bf16=False),
+    }
+    per = {k: {"step_s": [], "data_s": []} for k in configs}
+    per["torchrun_2proc_1thread_gloo"] = {"step_s": [], "data_s": [], "wall_images_per_s": []}
+    for rnd in range(args.tp_rounds):
+        for name, c in configs.items():
+            net, sand, opt, mf, cfg = _sandwich_setup(ds, c["threads"], c["channels_last"], args.batch, args.num_random)
+            _sandwich_steps(ds, sand, opt, mf, cfg, 1, args.batch, bf16=c["bf16"])  # warm-up
+            ts, td = _sandwich_steps(ds, sand, opt, mf, cfg, args.tp_steps, args.batch, bf16=c["bf16"])
+            per[name]["step_s"] += ts
+            per[name]["data_s"] += td
+            print(f"round {rnd + 1} {name}: {args.batch / statistics.median(ts):.1f} images/s", flush=True)
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+               str(Path(__file__).resolve()), "--ddp-worker", "--tp-steps", str(args.tp_steps),
+               "--batch", str(args.batch), "--num-random", str(args.num_random)]
+        if args.data:
+            cmd += ["--data", args.data]
+        outp = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+        r = json.loads(next(l for l in outp.splitlines() if l.startswith("DDP_RESULT "))[len("DDP_RESULT "):])
+        d = per["torchrun_2proc_1thread_gloo"]
+        d["step_s"].append(r["step_s"])
+        d["data_s"].append(r["data_s"])
+        d["wall_images_per_s"].append(r["images"] / r["wall_s"])
+        print(f"round {rnd + 1} torchrun_2proc_1thread_gloo: {r['images'] / r['wall_s']:.1f} images/s", flush=True)
+    res = {}
+    for name, d in per.items():
+        ms = statistics.median(d["step_s"])
+        imgs = args.batch * (2 if name.startswith("torchrun") else 1)  # 2 ranks each take a batch per step
+        res[name] = {"images_per_s_median": round(imgs / ms, 1), "step_s_median": round(ms, 3),
+                     "data_share_of_step": round(statistics.median(d["data_s"]) / ms, 3)}
+    best = max(res, key=lambda k: res[k]["images_per_s_median"])
+    ref = res["1proc_2threads_channels_last_fp32"]["images_per_s_median"]
+    for v in res.values():
+        v["ratio_vs_1proc_2threads_channels_last_fp32"] = round(v["images_per_s_median"] / ref, 3)
+    _merge("throughput", {
+        "configs": res, "fastest": best, "batch_per_process": args.batch, "num_random": args.num_random,
+        "steps_per_round": args.tp_steps, "rounds": args.tp_rounds,
+        "torch_compile": "not used: every step activates a different subnet (elastic depth, kernel and expand "
+                         "change the graph), so a compiled graph would be re-traced per architecture",
+        "note": "the real sandwich step (largest + smallest + random subnets, in-place distillation) with its data "
+                "pipeline (indexing + random crop/flip on uint8); configurations interleaved round by round in "
+                "one run; torchrun: 2 ranks x 1 thread, gloo, DistributedDataParallel, each rank a batch per step "
+                "(global batch 2x); images/s = images per step / median step time",
+    })
+
+
 def part_accuracy(args, ds) -> None:
     from edgeeas.checkpoint import load_supernet
     from edgeeas.evaluate import evaluate_arch, recal_images
@@ -166,16 +298,21 @@ def part_size(args, ds) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=("cost", "accuracy", "ablation", "size"), action="append")
+    ap.add_argument("--only", choices=("cost", "throughput", "accuracy", "ablation", "size"), action="append")
     ap.add_argument("--data", default=None)
     ap.add_argument("--supernet", default=None, help="default: runs/default/supernet.pt")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--num-random", type=int, default=1)
     ap.add_argument("--cost-steps", type=int, default=5)
+    ap.add_argument("--tp-steps", type=int, default=4, help="throughput: measured steps per configuration per round")
+    ap.add_argument("--tp-rounds", type=int, default=2, help="throughput: rounds over the configurations")
+    ap.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--ablation-steps", type=int, default=300)
     ap.add_argument("--ablation-batch", type=int, default=64)
     args = ap.parse_args()
+    if args.ddp_worker:
+        return _ddp_worker(args)
     from edgeeas.data import load_dataset
 
     ds = load_dataset(args.data or (ROOT / "data" if (ROOT / "data").exists() else None))

@@ -101,6 +101,16 @@ def main():
     """
 
 
+def _epoch_list(text: str) -> tuple[int, ...]:
+    try:
+        eps = tuple(int(e) for e in text.split(",") if e.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of epoch numbers (e.g. 30 or 10,30)") from None
+    if any(e < 1 for e in eps):
+        raise click.BadParameter(f"{text!r}: epoch numbers start at 1")
+    return eps
+
+
 # ---- train ------------------------------------------------------------------------------------
 @main.group(cls=_TrainGroup)
 def train():
@@ -128,10 +138,16 @@ def train():
               help="test images for the per-epoch accuracy in summary.csv")
 @click.option("--checkpoint-minutes", default=5.0, show_default=True, type=click.FloatRange(0),
               help="also checkpoint mid-epoch this often")
+@click.option("--keep-epochs", default="", metavar="N,M", callback=lambda c, p, v: _epoch_list(v),
+              help="after these epochs also keep a resumable copy epochNN.pt (a fork point for --init-from)")
+@click.option("--init-from", default="", metavar="CKPT",
+              help="start this new run from another run's end-of-epoch checkpoint (epochNN.pt or last.pt): "
+                   "weights, optimizer, schedule position and history; the other options may differ (a fork)")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def train_supernet_cmd(data, out, epochs, batch_size, lr, weight_decay, superclass_dropout, num_random, kd_ratio,
-                       seed, threads, max_steps, train_subset, eval_images, checkpoint_minutes, resume, quiet):
+                       seed, threads, max_steps, train_subset, eval_images, checkpoint_minutes, keep_epochs, init_from,
+                       resume, quiet):
     """Train the elastic supernet with the sandwich rule, in-place distillation and superclass dropout.
 
     \b
@@ -146,7 +162,8 @@ def train_supernet_cmd(data, out, epochs, batch_size, lr, weight_decay, supercla
     cfg = TrainConfig(out=out, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                       superclass_dropout=superclass_dropout, num_random=num_random, kd_ratio=kd_ratio, seed=seed,
                       threads=threads, max_steps=max_steps, train_subset=train_subset, eval_images=eval_images,
-                      checkpoint_minutes=checkpoint_minutes)
+                      checkpoint_minutes=checkpoint_minutes, init_from=init_from,
+                      keep_epochs=keep_epochs)
     path = train_supernet(ds, cfg, resume=resume, progress=not quiet,
                           log=lambda m: click.echo(m, err=True))
     if int(os.environ.get("RANK", "0")) == 0:

@@ -71,6 +71,8 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     threads: int = 0                # torch threads per process (0: leave torch's default)
     channels_last: bool = True
+    keep_epochs: tuple = ()         # after these epochs, also keep a resumable copy ``epochNN.pt`` (fork points)
+    init_from: str = ""             # start a new run from another run's resumable checkpoint (fork)
 
     def steps_per_epoch(self, n_train: int, world: int) -> int:
         return max(1, n_train // (self.batch_size * world))
@@ -190,8 +192,11 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
     last = out / "last.pt"
     if resume and not last.exists():
         raise TrainError(f"nothing to resume: {last} does not exist (start a new run without --resume)")
-    if not resume and last.exists():
-        raise TrainError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    if not resume and (last.exists() or (out / "supernet.pt").exists()):
+        raise TrainError(f"{out} already holds a run (supernet.pt or last.pt); pass --resume to continue it, "
+                         f"or choose a fresh --out")
+    if resume and cfg.init_from:
+        raise TrainError("--init-from starts a new run; to continue this one use --resume alone")
     if ds.num_classes != space.num_classes:
         raise TrainError(f"dataset {ds.name} has {ds.num_classes} classes but search space {space.name} "
                          f"has a {space.num_classes}-way head")
@@ -209,16 +214,22 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
     spe = batches.steps
     total = cfg.epochs * spe
     epoch, step_in_epoch, history, partial = 0, 0, [], {}
-    if resume:
+    if resume or cfg.init_from:
         try:
-            ck = load_raw(last)
+            ck = load_raw(last if resume else cfg.init_from)
         except CheckpointError as e:
             raise TrainError(str(e)) from None
+        if "optimizer" not in ck:
+            raise TrainError(f"{cfg.init_from} is a final supernet.pt without optimizer state; "
+                             f"--init-from takes a resumable checkpoint (last.pt or epochNN.pt)")
         net.load_state_dict(ck["state_dict"])
         opt.load_state_dict(ck["optimizer"])
         epoch, step_in_epoch = int(ck["epoch"]), int(ck["step"])
         history = json.loads(ck.get("history", "[]"))
         partial = json.loads(ck.get("partial_epoch", "{}"))  # the interrupted epoch's running totals
+        if cfg.init_from and step_in_epoch:
+            raise TrainError(f"{cfg.init_from} was saved mid-epoch; --init-from takes an end-of-epoch checkpoint "
+                             f"(epochNN.pt)")
         if ck["meta"].get("config", {}).get("epochs") != cfg.epochs:
             log(f"note: resuming with --epochs {cfg.epochs} (the run started with "
                 f"{ck['meta'].get('config', {}).get('epochs')}); the cosine schedule is re-spread")
@@ -336,6 +347,10 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
             last_save = time.time()
             if rank == 0:
                 save_supernet(out / "supernet.pt", net, {**meta, "epochs_done": epoch, "history": history})
+                if epoch in cfg.keep_epochs:
+                    import shutil
+                    shutil.copyfile(last, out / f"epoch{epoch:02d}.pt.tmp")
+                    os.replace(out / f"epoch{epoch:02d}.pt.tmp", out / f"epoch{epoch:02d}.pt")
         if rank == 0 and not (out / "supernet.pt").exists():
             save_supernet(out / "supernet.pt", net, {**meta, "epochs_done": epoch, "history": history})
     finally:
