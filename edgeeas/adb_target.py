@@ -25,7 +25,7 @@ as the ``adb -s SERIAL shell ...`` line that repeats it by hand, and stored in
 
 Faults: a device that vanishes raises :class:`android_runner.AdbConnectionError` (one
 line; results already handed to ``on_result`` stay with the caller, and
-:func:`edgeeas.farm.run_on_devices` retries it); a full disk raises
+:func:`edgeeas.regress.run_on_devices` retries it); a full disk raises
 :class:`android_runner.DeviceFull`; a runner failure raises :class:`TargetError` with
 the command that reproduces it.
 """

@@ -1,4 +1,4 @@
-"""Several devices at once: `edgeeas devices` and edgeeas.farm over two adb peers."""
+"""Several devices at once: `edgeeas devices` and edgeeas.regress.run_on_devices over two adb peers."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,7 @@ from android_runner.peer import AdbPeer
 from device_bench import Protocol
 from edgeeas.adb_target import AdbTarget
 from edgeeas.cli import main
-from edgeeas.farm import FarmError, run_on_devices
+from edgeeas.regress import FarmError, run_on_devices
 
 
 @pytest.fixture(scope="session")
