@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export ORT_DISABLE_TELEMETRY := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install apt test pretrain bench clean
+.PHONY: install apt test test-quick pretrain bench clean
 
 install: apt $(BIN)/edgeeas data
 
@@ -29,8 +29,13 @@ $(BIN)/edgeeas: $(VENV)/bin/python requirements.txt constraints.txt setup.cfg
 data:
 	@if [ ! -e data ] && [ -d ../shared/data ]; then ln -s ../shared/data data; fi
 
+# The whole suite, slow tests included.
 test: install
 	$(BIN)/python -m pytest -q
+
+# The quick loop: every test not marked slow.
+test-quick: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # Reproduces the shipped runs/default/supernet.pt (about 1.5-2 hours on 2 idle cores); resumes if interrupted.
 PRETRAIN_ARGS := --out runs/default --epochs 5 --num-random 1 --superclass-dropout 0.5 --seed 0 --threads 1

@@ -10,7 +10,7 @@
 
 Errors are one tree (:class:`AdbError`); every remote command is logged (logger
 ``android_runner``) as the ``adb -s SERIAL ...`` line that reproduces it.
-``android_runner.peer`` is a device-side adb peer for tests.
+The device-side adb peer the tests run against lives outside the product, in ``testing.adb_peer``.
 """
 
 from .device import Device, ShellResult, connect, parse_serial, select_serial

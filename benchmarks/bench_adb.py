@@ -46,7 +46,7 @@ def bench_transport(tmp: Path, pushes: int, echoes: int, size_mb: int) -> dict:
 
     from android_runner import Device
     from android_runner.keys import load_keys
-    from android_runner.peer import AdbPeer
+    from testing.adb_peer import AdbPeer
 
     home = tmp / "home"
     (home / ".android").mkdir(parents=True)
@@ -182,7 +182,7 @@ def pick_rows(rows, n):
 
 def bench_tables(tmp: Path, n_rows: int, chunk: int) -> dict:
     from android_runner.keys import load_keys
-    from android_runner.peer import AdbPeer
+    from testing.adb_peer import AdbPeer
     from device_bench import Protocol
     from edgeeas.adb_target import AdbTarget
     from edgeeas.latency import LatencyTable, export_row_models, measure_rows, model_cache_dir, table_rows

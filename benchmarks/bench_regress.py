@@ -80,7 +80,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from android_runner import ensure_user_key
-    from android_runner.peer import AdbPeer
+    from testing.adb_peer import AdbPeer
     from device_bench import host_fingerprint
     from edgeeas.utils import atomic_write_text, machine, versions
 

@@ -1,11 +1,11 @@
 """A tiny search space and its host latency table, built once per test session.
 
-Import into a test module (``from latency_fixtures import *``).  The table is real: real
-int8 exports of every row (11 of them) and of a few whole subnets, measured by the real
-runner and LiteRT interpreter.  It lives in one temporary targets root shared by
-``test_latency.py`` and ``test_bench_cli.py`` (the module-level cache makes the expensive
-part happen once even though both modules import the fixture), so later tests reuse the
-exported models and measure only.
+The session fixture ``tiny_bench`` (in ``conftest.py``) calls :func:`build_tiny_bench`; test
+modules import the space explicitly (``from latency_fixtures import TINY, tiny_protocol``).
+The table is real: real int8 exports of every row (11 of them) and of a few whole subnets,
+measured by the real runner and LiteRT interpreter.  It lives in one temporary targets root
+shared by ``test_latency.py`` and ``test_bench_cli.py`` (the module-level cache makes the
+expensive part happen once), so later tests reuse the exported models and measure only.
 """
 from __future__ import annotations
 
@@ -15,11 +15,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pytest
-
 from edgeeas.space import SearchSpace, Stage
 
-__all__ = ["TINY", "PROTO_ARGS", "tiny_bench", "tiny_protocol"]
+__all__ = ["TINY", "PROTO_ARGS", "build_tiny_bench", "tiny_protocol"]
 
 # 2 stages, depth 1 or 2, expand 3 or 6, kernel 3: stem + 8 block rows + 2 heads = 11 rows,
 # with a stride-2 first block and a residual second block in each stage.
@@ -37,7 +35,8 @@ def tiny_protocol():
     return Protocol(**PROTO_ARGS)
 
 
-def _build():
+def build_tiny_bench() -> dict:
+    """``{root, target, report}`` of the tiny space's host table, built on the first call."""
     if "root" not in _STATE:
         from edgeeas.latency import bench_targets
         from edgeeas.targets import HostTarget
@@ -50,11 +49,3 @@ def _build():
         reports = bench_targets([target], TINY, subnets=TINY_SUBNETS, export_jobs=2)
         _STATE.update(root=root, target=target, report=reports["tiny"])
     return _STATE
-
-
-@pytest.fixture(scope="session")
-def tiny_bench():
-    """(targets root, HostTarget 'tiny', BenchReport) of the tiny space's complete table."""
-    s = _build()
-    assert s["report"].error is None, s["report"].error
-    return s["root"], s["target"], s["report"]

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from adb_fixtures import *  # noqa: F401,F403 - fixtures
 
 TMP = "/data/local/tmp"
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from adb_fixtures import *  # noqa: F401,F403 - fixtures
 from android_runner import AdbConnectionError, Device
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +61,7 @@ def test_link_cut_is_a_connection_error(netns_link, adb_home, tmp_path):
     keys = tmp_path / "adb_keys"
     keys.write_text((adb_home / ".android/adbkey.pub").read_text())
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "android_runner.peer",
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "testing.adb_peer",
                              "--host", dev_addr, "--port", "5800", "--sandbox", str(tmp_path / "device"),
                              "--authorized-keys", str(keys)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from adb_fixtures import *  # noqa: F401,F403 - fixtures
-from adb_fixtures import free_port
+from adb_helpers import free_port
 from android_runner import (AdbAuthError, AdbCommandError, AdbConnectionError, AdbError, AdbTimeout, Device,
                             DeviceFull, connect, discover, fingerprint, load_keys)
 
@@ -288,10 +287,11 @@ def test_peer_command_line(adb_home, tmp_path):
 
     keys = tmp_path / "adb_keys"
     keys.write_text((adb_home / ".android/adbkey.pub").read_text())
-    proc = subprocess.Popen([sys.executable, "-m", "android_runner.peer", "--port", "0", "--sandbox",
+    proc = subprocess.Popen([sys.executable, "-m", "testing.adb_peer", "--port", "0", "--sandbox",
                              str(tmp_path / "dev"), "--authorized-keys", str(keys), "--model", "Cli Phone",
                              "--prop", "ro.build.version.release=15"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
     try:
         line = proc.stdout.readline()
         assert line.startswith("adb peer listening on 127.0.0.1:"), line + proc.stderr.read()

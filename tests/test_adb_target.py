@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adb_fixtures import *  # noqa: F401,F403 - fixtures
 from android_runner import AdbConnectionError, Device, DeviceFull
 from device_bench import Protocol
 from edgeeas.adb_target import REMOTE_BINARY, REMOTE_DIR, AdbTarget

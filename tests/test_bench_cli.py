@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from latency_fixtures import *  # noqa: F401,F403 - fixtures
 from latency_fixtures import TINY
 
 from edgeeas import latency as L

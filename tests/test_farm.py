@@ -9,14 +9,13 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from adb_fixtures import *  # noqa: F401,F403 - fixtures
-from adb_fixtures import free_port
+from adb_helpers import free_port
 from android_runner import AdbConnectionError
-from android_runner.peer import AdbPeer
 from device_bench import Protocol
 from edgeeas.adb_target import AdbTarget
 from edgeeas.cli import main
 from edgeeas.regress import FarmError, run_on_devices
+from testing.adb_peer import AdbPeer
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +56,7 @@ def test_devices_lists_two_peers_with_fingerprints(make_peer, tmp_path, monkeypa
     assert "Pixel A" in r.output and "Board B" in r.output and r.output.startswith("NAME")
 
 
+@pytest.mark.slow
 def test_farm_one_device_dies_the_other_completes(make_peer, models):
     a, b = make_peer(model="Stays"), make_peer(model="Dies")
     proto = Protocol(warmup_runs=1, num_runs=5, min_secs=0.8, max_remeasure=0)
@@ -88,6 +88,7 @@ def test_farm_one_device_dies_the_other_completes(make_peer, models):
     assert "1 of 2 device(s) failed: dies:" in str(ei.value)
 
 
+@pytest.mark.slow
 def test_farm_retry_resumes_on_a_device_that_comes_back(make_peer, models, tmp_path):
     port = free_port()
     keys = tmp_path / "adb_keys0"

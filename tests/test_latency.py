@@ -13,7 +13,6 @@ import sqlite3
 
 import pytest
 
-from latency_fixtures import *  # noqa: F401,F403 - fixtures
 from latency_fixtures import TINY, tiny_protocol
 
 from edgeeas import latency as L

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from adb_fixtures import *  # noqa: F401,F403 - fixtures
 from device_bench.testing import build_tiny_model
 from edgeeas.cli import main
 from edgeeas.regress import Tolerances, load_baseline, load_farm, run_regress, write_baseline, write_reports
@@ -56,6 +55,7 @@ def _invoke(*args):
     return res.exit_code, res.stdout, res.stderr
 
 
+@pytest.mark.slow
 def test_regression_caught_by_larger_model(make_peer, tmp_path, models):
     """Baseline with the small model; the file is then replaced by a larger one: exit 1, and the
     latency testcase of that model fails on every device while the unchanged model passes."""
@@ -96,6 +96,7 @@ def test_regression_caught_by_larger_model(make_peer, tmp_path, models):
     assert html.count("data:image/png;base64,") >= 2 and "REGRESSION" in html
 
 
+@pytest.mark.slow
 def test_unchanged_passes_five_times(make_peer, tmp_path, models, data_path):
     """Two peers, a plain model (agreement mode) and a model with a manifest (labels mode on CIFAR-100
     test images of its classes): five checks in a row all pass."""
@@ -132,6 +133,7 @@ def test_unchanged_passes_five_times(make_peer, tmp_path, models, data_path):
     assert "predicted" in paths["html"].read_text().lower()
 
 
+@pytest.mark.slow
 def test_device_dropping_mid_run_is_an_error_for_it_only(make_peer, tmp_path, models):
     a, b = make_peer(model="Peer A"), make_peer(model="Peer B")
     shutil.copy(models["small"], tmp_path / "m.tflite")

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from adb_fixtures import *  # noqa: F401,F403 - fixtures (the in-process adb peer)
 from edgeeas.cli import main
 
 SC = "vehicles_1"

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from adb_fixtures import *  # noqa: F401,F403 - fixtures
-from adb_fixtures import free_port
+from adb_helpers import free_port
 from edgeeas.cli import main
 
 HOSTILE = "a b;touch pwned.tflite"
