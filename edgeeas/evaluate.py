@@ -30,18 +30,44 @@ def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, images: np.ndarray, batch_size: int = 250) -> None:
-    """Re-estimate every BatchNorm's running mean and variance on ``images`` (uint8 NCHW),
-    as exact averages over all of them, then leave the model in eval mode."""
+    """Re-estimate every BatchNorm's running mean and variance on ``images`` (uint8 NCHW, any N),
+    then leave the model in eval mode.
+
+    The model runs in train mode over the images in batches (each BN normalizes with its batch's
+    statistics, as in training: once-for-all's ``set_running_statistics``), while a hook sums
+    every BN's input per channel in float64.  The running statistics become the exact mean and
+    unbiased variance over all ``N x H x W`` positions of all images, so the result does not
+    depend on how ``N`` splits into batches: a short last batch weighs by its size, not as a
+    full batch (a per-batch average gave 51.6 % instead of 64.3 % for N=251).  A BN that sees
+    no input (an inactive part of an elastic layer) keeps its statistics.  An
+    :class:`ElasticBatchNorm` that sees ``C`` of its channels updates those ``C``.
+    """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the recalibration batches
+    sums: dict[nn.Module, list] = {}
+
+    def accumulate(m, inputs):
+        x = inputs[0].detach().double()
+        c = x.shape[1]
+        dims = [d for d in range(x.dim()) if d != 1]
+        s = sums.setdefault(m, [torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64), 0])
+        s[0] += x.sum(dims)
+        s[1] += (x * x).sum(dims)
+        s[2] += x.numel() // c
+
+    handles = [m.register_forward_pre_hook(accumulate) for m in bns]
     model.train()
-    for i in range(0, len(images), batch_size):
-        model(to_float(images[i:i + batch_size]))
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
+    try:
+        for i in range(0, len(images), batch_size):
+            model(to_float(images[i:i + batch_size]))
+    finally:
+        for h in handles:
+            h.remove()
+    for m, (s1, s2, n) in sums.items():
+        mean = s1 / n
+        var = (s2 / n - mean * mean).clamp_min(0) * (n / max(n - 1, 1))
+        c = mean.numel()
+        m.running_mean[:c] = mean.to(m.running_mean.dtype)
+        m.running_var[:c] = var.to(m.running_var.dtype)
     model.eval()
 
 
