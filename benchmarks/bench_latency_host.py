@@ -231,8 +231,7 @@ def main() -> None:
     if not table.meta().get("fingerprint"):
         table.set_meta(fingerprint=fp)
     table.set_meta(fingerprint_last=fp)
-    write_json(target.directory / "fingerprint.json", fp)
-    write_json(target.directory / "protocol.json", target.protocol.to_dict())
+    target.store.write_setup(fp, target.protocol)
     resumed = bool(table.rows()) or any(L.row_model_path(cache, r).is_file() for r in rows)
     loads = [load_snapshot()]
     log(f"{len(rows)} rows, {args.subnets} subnets; cache {cache}; resumed={resumed}; {loads[-1]}")
@@ -252,7 +251,7 @@ def main() -> None:
         "resumed": resumed,
         "export_seconds": round(t_export, 1), "measure_seconds": round(t_measure, 1),
         "wall_seconds": round(t_export + t_measure, 1), "goal_seconds": 600,
-        "path": str((target.directory / "latency.sqlite").relative_to(REPO)),
+        "path": str(target.store.table_path.relative_to(REPO)),
     }
     write_json(Path(args.out), {"status": "partial: table done, subnets pending", "machine": machine(),
                                 "versions": versions(), "protocol": target.protocol.to_dict(),
@@ -306,7 +305,7 @@ def main() -> None:
             "specialized_models": specialized,
             "measured_ms_range": [min(p["measured_ms"] for p in pred["errors"]["per_subnet"]),
                                   max(p["measured_ms"] for p in pred["errors"]["per_subnet"])],
-            "path": str((target.directory / "predictor.json").relative_to(REPO)),
+            "path": str(target.store.predictor_path.relative_to(REPO)),
         },
         "float_vs_int8": fvi,
         "model_cache_mb": round(sizes / 1e6, 1),

@@ -46,7 +46,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import EdgeeasUsageError
-from .targets import Target, TargetError, measure_in_passes, register_target_kind
+from .targets import Target, TargetError, _push_sources, measure_in_passes, register_target_kind
 from .utils import sha256_file
 
 __all__ = ["AdbTarget", "REMOTE_DIR", "REMOTE_BINARY", "find_targets_file"]
@@ -95,7 +95,21 @@ def load_target_specs(targets_file=None) -> tuple[Path | None, dict]:
 
 @register_target_kind("adb")
 class AdbTarget(Target):
-    """One adb device (USB serial or ``host:port``) plus a measurement protocol."""
+    """One adb device (USB serial or ``host:port``) plus a measurement protocol.
+
+    Args:
+        name: the target's name (its folder, :attr:`store`); serial: the adb serial.
+        benchmark_binary: measure with the official ``benchmark_model`` (pushed once) instead
+            of ``runner.py`` under the device's Python.
+        chunk: models per runner process (one interpreter start per chunk).
+        python: the device's Python; keys: adb keys (default ``~/.android/adbkey``).
+        command_timeout_s: a fixed timeout per remote command (default: from the protocol).
+        device: an :class:`android_runner.Device` already connected (tests).
+        note: appended to the first connection error (e.g. "not in targets.yaml").
+
+    Raises:
+        EdgeeasUsageError: ``chunk < 1``, or a benchmark binary that does not exist.
+    """
 
     def __init__(self, name: str, serial: str, protocol=None, root: Path | None = None, *,
                  benchmark_binary: str | os.PathLike | None = None, chunk: int = 8, python: str = "python3",
@@ -153,7 +167,29 @@ class AdbTarget(Target):
         return cls(name, serial, protocol, benchmark_binary=benchmark_binary, note=note, **kw)
 
     def describe(self) -> str:
+        """``"adb target '<name>' (<serial>)"`` for messages."""
         return f"adb target {self.name!r} ({self.serial})"
+
+    def push(self, local_path, remote_rel: str, *, root=None, files=None) -> str:
+        """Push to ``<root or /data/local/tmp/edgeeas>/<remote_rel>`` on the device: a file, or
+        a folder's ``files`` into that remote folder (``mkdir -p``), each as ``.part`` then ``mv``.
+
+        Returns:
+            ``SERIAL:/remote/path``.
+
+        Raises:
+            DeviceFull: no space left (the ``.part`` is removed); AdbConnectionError: the device went away.
+        """
+        local, names = _push_sources(local_path, files)
+        remote = f"{root or REMOTE_DIR}/{remote_rel}"
+        if names is None:
+            self._check_space(self._shell(["mkdir", "-p", posixpath.dirname(remote)], check=False)).check()
+            self._push_atomic(local, remote)
+        else:
+            self._check_space(self._shell(["mkdir", "-p", remote], check=False)).check()
+            for f in names:
+                self._push_atomic(local / f, f"{remote}/{f}")
+        return f"{self.serial}:{remote}"
 
     # -- device plumbing ------------------------------------------------------------------------
     def _shell(self, cmd, timeout_s: float = 60.0, *, check: bool = True):
@@ -223,6 +259,8 @@ class AdbTarget(Target):
         return REMOTE_BINARY
 
     def remote_model_path(self, local: Path, sha: str) -> str:
+        """``/data/local/tmp/edgeeas/models/<sha[:16]>/<name>`` (``model.tflite`` for a name that
+        cannot travel in a ``--graphs`` list)."""
         name = local.name if not _UNSAFE_NAME.search(local.name) and local.name not in (".", "..") else "model.tflite"
         return posixpath.join(REMOTE_DIR, "models", sha[:16], name)
 
@@ -261,6 +299,10 @@ class AdbTarget(Target):
 
     # -- measuring ------------------------------------------------------------------------------
     def measure_many(self, paths: Iterable[Path], on_result: Callable | None = None) -> dict:
+        """Push what the device lacks, then measure in chunks and ``protocol.passes`` sweeps:
+        ``{str(path): Measurement}`` (ms), each handed to ``on_result`` as its chunk ends.
+        Raises :class:`TargetError` (with the ``adb -s ... shell`` line that reproduces it),
+        ``DeviceFull`` or ``AdbConnectionError``."""
         given = list(paths)
         locals_ = [Path(p) for p in given]
         keys = [str(p) for p in given]
@@ -382,6 +424,9 @@ class AdbTarget(Target):
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(self, model: Path, inputs: np.ndarray) -> np.ndarray:
+        """Run ``model`` on the device over ``inputs`` (``[N, ...]`` in the model's input dtype) by
+        the runner's evaluation mode; returns the raw outputs ``[N, ...]`` (bit-identical to the
+        host's for the same interpreter).  The remote work folder is removed afterwards."""
         model = Path(model)
         remote_model = self.push_models([model])[str(model)]
         runner = self.ensure_runner()
@@ -421,6 +466,8 @@ class AdbTarget(Target):
               "\"interpreter_version\": m.version(d[n]) if n else None}))")
 
     def fingerprint(self) -> dict:
+        """``{"kind": "adb", model, SoC, ABI, cores, governor, temperature, ..., runner,
+        runner_version, python, interpreter, interpreter_version}`` (``None`` where unknown)."""
         from android_runner import AdbCommandError, fingerprint
         from device_bench import RUNNER_VERSION
 

@@ -12,13 +12,25 @@ regression checks run unchanged on any of them::
     t.measure_many([a.tflite, b.tflite])        -> {path: Measurement}
     t.evaluate(model.tflite, inputs)            -> outputs (the runner's evaluation mode)
     t.fingerprint()                             -> dict (CPU, cores, governor, interpreter ...)
+    t.push(folder, "vehicles_1/3ms", files=[...]) -> where it went (deploy/..., or SERIAL:/data/local/tmp/...)
+    t.store                                     -> TargetStore: targets/<name>/ and its files
     t.directory                                 -> targets/<name>/ (table, predictor, plots)
+
+A target's folder and every file in it are addressed by :class:`TargetStore` only::
+
+    targets/<name with ':' as '_'>/
+        latency.sqlite               the table (edgeeas.latency.LatencyTable)
+        predictor.json               the fitted predictor (edgeeas.latency.fit_predictor)
+        predicted_vs_measured.png    its error plot
+        fingerprint.json             what the last bench measured on
+        protocol.json                how it measured
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,7 +42,7 @@ import numpy as np
 
 from .errors import EdgeeasError, EdgeeasUsageError
 
-__all__ = ["Target", "HostTarget", "TargetError", "register_target_kind", "resolve_target",
+__all__ = ["Target", "HostTarget", "TargetError", "TargetStore", "register_target_kind", "resolve_target",
            "targets_root", "TARGET_KINDS"]
 
 
@@ -43,11 +55,120 @@ def targets_root() -> Path:
     return Path(os.environ.get("EDGEEAS_TARGETS") or "targets")
 
 
+class TargetStore:
+    """A target's folder and the files in it: the one place that spells them.
+
+    Args:
+        directory: the folder (need not exist yet).
+        name: the target's name (default: the folder's name), for messages.
+
+    Example::
+
+        store = TargetStore.named("192.168.1.20:5555")      # targets/192.168.1.20_5555/
+        store.table_path                                     # .../latency.sqlite
+        store.protocol()                                     # how its figures were measured
+    """
+
+    TABLE = "latency.sqlite"
+    PREDICTOR = "predictor.json"
+    PLOT = "predicted_vs_measured.png"
+    FINGERPRINT = "fingerprint.json"
+    PROTOCOL = "protocol.json"
+
+    def __init__(self, directory: str | os.PathLike, name: str | None = None):
+        self.directory = Path(directory)
+        self.name = name or self.directory.name
+
+    def __repr__(self) -> str:
+        return f"TargetStore({str(self.directory)!r}, name={self.name!r})"
+
+    @staticmethod
+    def folder_name(name: str) -> str:
+        """The file-system name of target ``name``: ``':'`` (``host:port`` serials) becomes ``'_'``,
+        since it is not welcome in file names everywhere.  Also names ``out/<target>/`` folders."""
+        return name.replace(":", "_")
+
+    @classmethod
+    def named(cls, name: str, root: str | os.PathLike | None = None) -> "TargetStore":
+        """The store of target ``name`` under ``root`` (default :func:`targets_root`)."""
+        return cls(Path(root or targets_root()) / cls.folder_name(name), name)
+
+    @classmethod
+    def find(cls, name_or_directory: str | os.PathLike, root: str | os.PathLike | None = None) -> "TargetStore":
+        """``name_or_directory`` itself when it is a folder holding a predictor or a table, else
+        the store of the target of that name (which may not exist: see :meth:`exists`)."""
+        d = Path(name_or_directory)
+        here = cls(d)
+        if d.is_dir() and (here.predictor_path.exists() or here.table_path.exists()):
+            return here
+        return cls.named(str(name_or_directory), root)
+
+    def _file(name: str, doc: str) -> property:  # noqa: N805 - a helper of the class body
+        return property(lambda self: self.directory / name, doc=doc)
+
+    table_path = _file(TABLE, "The latency table, SQLite (:class:`edgeeas.latency.LatencyTable`).")
+    predictor_path = _file(PREDICTOR, "The fitted predictor, JSON (:func:`edgeeas.latency.fit_predictor`).")
+    plot_path = _file(PLOT, "The predictor's predicted-vs-measured PNG.")
+    fingerprint_path = _file(FINGERPRINT, "The last bench's device fingerprint, JSON.")
+    protocol_path = _file(PROTOCOL, "The last bench's measurement protocol, JSON.")
+    del _file
+
+    def exists(self) -> bool:
+        """Whether the folder exists (a target never benched has none)."""
+        return self.directory.is_dir()
+
+    def write_setup(self, fingerprint: dict, protocol) -> None:
+        """Write ``fingerprint.json`` and ``protocol.json`` (a :class:`device_bench.Protocol`), atomically."""
+        write_json(self.fingerprint_path, fingerprint)
+        write_json(self.protocol_path, protocol.to_dict())
+
+    def protocol(self):
+        """The measurement protocol of the target's figures: its ``predictor.json``'s, else its
+        table's, so validation measures the way the table was measured; the default
+        :class:`device_bench.Protocol` when the target has neither or they are unreadable."""
+        from device_bench import Protocol
+
+        proto = None
+        try:
+            pj = json.loads(self.predictor_path.read_text())
+        except (OSError, ValueError):
+            pj = None
+        if isinstance(pj, dict) and isinstance(pj.get("protocol"), dict):
+            proto = pj["protocol"]
+        elif self.table_path.is_file():
+            try:
+                from .latency import LatencyTable
+
+                proto = LatencyTable(self.table_path).meta().get("protocol")
+            except Exception:  # noqa: BLE001 - an unreadable table just means the default protocol
+                proto = None
+        if isinstance(proto, dict):
+            try:
+                return Protocol.from_dict(proto)
+            except (TypeError, ValueError):
+                pass
+        return Protocol()
+
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
 class Target(ABC):
+    """A device plus a measurement protocol (:class:`device_bench.Protocol`).
+
+    Args:
+        name: letters, digits, ``_ - . :``; names the target's folder (:attr:`store`).
+        protocol: how to measure (default ``Protocol()``: median of the runner's runs).
+        root: where target folders live (default :func:`targets_root`).
+
+    Raises:
+        EdgeeasUsageError: a malformed name.
+    """
+
     kind: str = "?"
+    #: whether the target runs models on this machine with the host interpreter, so its
+    #: outputs are the host's reference outputs (validation skips the second run).
+    is_local: bool = False
 
     def __init__(self, name: str, protocol=None, root: Path | None = None):
         from device_bench import Protocol
@@ -59,9 +180,14 @@ class Target(ABC):
         self._root = root
 
     @property
+    def store(self) -> TargetStore:
+        """The target's folder and files (table, predictor, plot, fingerprint, protocol)."""
+        return TargetStore.named(self.name, self._root)
+
+    @property
     def directory(self) -> Path:
-        # ':' (host:port serials) is not welcome in file names everywhere
-        return (self._root or targets_root()) / self.name.replace(":", "_")
+        """``<root>/<name>`` with ':' as '_' (:meth:`TargetStore.folder_name`)."""
+        return self.store.directory
 
     @abstractmethod
     def fingerprint(self) -> dict:
@@ -73,14 +199,45 @@ class Target(ABC):
         ``on_result(path, measurement)`` is called as each result arrives (to commit it)."""
 
     def measure(self, path: Path):
+        """One ``.tflite`` file's :class:`device_bench.Measurement` (ms) under ``self.protocol``."""
         return self.measure_many([path])[str(path)]
 
     @abstractmethod
     def evaluate(self, model: Path, inputs: np.ndarray) -> np.ndarray:
         """Run ``model`` over every row of ``inputs`` (its input dtype), return the raw outputs."""
 
+    @abstractmethod
+    def push(self, local_path: str | os.PathLike, remote_rel: str, *, root: str | os.PathLike | None = None,
+             files: Iterable[str] | None = None) -> str:
+        """Deliver a file, or a folder's ``files``, to ``<root>/<remote_rel>`` where the target
+        runs models, replacing what was there; a reader never sees a half-copied file.
+
+        Args:
+            local_path: a file, or a folder (then ``files``, default every file in it).
+            remote_rel: the relative POSIX path under ``root``.
+            root: the host's local folder (default ``./deploy``) or the device's folder
+                (default ``/data/local/tmp/edgeeas``).
+
+        Returns:
+            Where it went: a local path, or ``SERIAL:/remote/path``.
+        """
+
     def describe(self) -> str:
+        """``"<kind> target '<name>'"`` for messages."""
         return f"{self.kind} target {self.name!r}"
+
+
+def _push_sources(local_path, files) -> tuple[Path, list[str] | None]:
+    """(path, the folder's file names or ``None`` for a single file) of a push."""
+    local = Path(local_path)
+    if not local.exists():
+        raise TargetError(f"cannot push {local}: it does not exist")
+    if local.is_dir():
+        names = list(files) if files is not None else sorted(p.name for p in local.iterdir() if p.is_file())
+        return local, names
+    if files is not None:
+        raise EdgeeasUsageError(f"files= applies to a folder, and {local} is a file")
+    return local, None
 
 
 def measure_in_passes(keys: list[str], chunk: int, passes: int, measure_chunk: Callable[[list[str]], dict],
@@ -107,6 +264,8 @@ TARGET_KINDS: dict[str, type[Target]] = {}
 
 
 def register_target_kind(kind: str):
+    """Class decorator: register a :class:`Target` subclass as ``kind`` (sets ``cls.kind``), so
+    :func:`resolve_target` can build it."""
     def deco(cls):
         cls.kind = kind
         TARGET_KINDS[kind] = cls
@@ -116,17 +275,58 @@ def register_target_kind(kind: str):
 
 @register_target_kind("host")
 class HostTarget(Target):
-    """This machine, through the very runner that is pushed to devices."""
+    """This machine, through the very runner that is pushed to devices.
+
+    Measures with ``device_bench/runner.py`` and the LiteRT interpreter in a subprocess
+    (:func:`device_bench.measure_many_host`); ``push`` copies into a local folder (``./deploy``).
+    """
+
+    is_local = True
+    DEPLOY_DIR = "deploy"
 
     def __init__(self, name: str = "host", protocol=None, root: Path | None = None):
         super().__init__(name, protocol, root)
 
+    def push(self, local_path, remote_rel: str, *, root=None, files=None) -> str:
+        """Copy into ``<root or ./deploy>/<remote_rel>``: a folder's ``files`` into a fresh folder
+        renamed into place (replacing the old one), a file through a temporary beside it.
+        Returns the local path."""
+        from .utils import mkdtemp_beside
+
+        local, names = _push_sources(local_path, files)
+        dest = Path(root or self.DEPLOY_DIR) / remote_rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if names is None:
+            tmp = dest.with_name(f".{dest.name}.part")
+            try:
+                shutil.copy2(local, tmp)
+                os.replace(tmp, dest)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            return str(dest)
+        tmp = mkdtemp_beside(dest)
+        try:
+            for f in names:
+                shutil.copy2(local / f, tmp / f)
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.rename(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return str(dest)
+
     def fingerprint(self) -> dict:
+        """``{"kind": "host", CPU, cores, governor, interpreter and its version, ...}``."""
         from device_bench import host_fingerprint
 
         return {"kind": "host", **host_fingerprint()}
 
     def measure_many(self, paths: Iterable[Path], on_result: Callable | None = None, chunk: int = 8) -> dict:
+        """``{str(path): Measurement}`` (ms) under ``self.protocol``: ``chunk`` models per runner
+        process, ``protocol.passes`` sweeps combined by their median; :class:`TargetError` when
+        the runner fails."""
         from device_bench import RunnerError, measure_many_host
 
         def sweep(part: list[str]) -> dict:
@@ -141,6 +341,8 @@ class HostTarget(Target):
         return measure_in_passes([str(p) for p in paths], chunk, self.protocol.passes, sweep, on_result)
 
     def evaluate(self, model: Path, inputs: np.ndarray) -> np.ndarray:
+        """Raw outputs ``[N, ...]`` of ``model`` over ``inputs`` ``[N, ...]`` (its input dtype), by
+        the runner's evaluation mode in a subprocess; :class:`TargetError` when it fails."""
         from device_bench import RUNNER_PATH
 
         with tempfile.TemporaryDirectory(prefix="edgeeas-eval-") as tmp:
@@ -178,6 +380,7 @@ def resolve_target(name: str | None = None, *, adb_serial: str | None = None, ta
 
 
 def write_json(path: Path, obj) -> None:
+    """``obj`` as indented, key-sorted JSON (``str`` for what JSON cannot hold), written atomically."""
     from .utils import atomic_write_text
 
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

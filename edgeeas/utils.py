@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save", "read_yaml", "save_figure", "sha256_file",
-           "versions", "command_line", "machine"]
+           "versions", "command_line", "machine", "mkdtemp_beside"]
 
 
 @contextmanager
@@ -39,6 +39,16 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_write(path, "w") as f:
         f.write(text)
+
+
+def mkdtemp_beside(dest: Path) -> Path:
+    """A temporary folder beside ``dest`` (same file system, so it can be renamed into place),
+    with the mode a plain mkdir would give it."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    return tmp
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:

@@ -273,9 +273,9 @@ def load_cost(space: SearchSpace, target: str | None = None, madds: bool = False
     except ImportError as e:
         raise CostModelError(f"latency predictors are not available in this checkout ({e}); "
                              f"use a MAdds budget (--madds, or a budget like 8M)") from None
-    from ..targets import targets_root
+    from ..targets import TargetStore
 
-    directory = targets_root() / target.replace(":", "_")
+    directory = TargetStore.named(target).directory
     if not directory.is_dir():
         raise CostModelError(f"target {target!r} has no latency table in {directory}: run "
                              f"`edgeeas bench --target {target}` first, or use a MAdds budget")
