@@ -248,17 +248,25 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
             {**asdict(cfg), "world_size": world, "command": command_line(), "search_space": space.to_dict(),
              "dataset": ds.source, "versions": versions()}, sort_keys=False))
 
-    acc = {}  # running totals of the current epoch, kept across resumes so summary.csv is per epoch
+    # Running totals of the current epoch.  Each rank counts its own images, correct predictions
+    # and losses; rank 0 also carries the totals of the epoch's earlier segments (before a resume),
+    # so a sum over ranks gives the epoch's global totals.  "seconds" is training time only.
+    _KEYS = ("seen", "loss_sum", "loss_count", "correct_sum")
+    acc: dict = {}
 
-    def save(ep: int, st: int) -> None:
+    def global_totals() -> dict:
+        """The epoch's totals summed over ranks (a collective: every rank must call it)."""
+        vals = _all_reduce_sum([float(acc.get(k, 0)) for k in _KEYS], world, device)
+        return {**dict(zip(_KEYS, vals)), "n_steps": acc.get("n_steps", 0),
+                "seconds": acc.get("seconds", 0.0) + (time.time() - acc["t0"] if "t0" in acc else 0.0)}
+
+    def save(ep: int, st: int, totals: dict | None = None) -> None:
         if rank != 0:
             return
-        done = {k: acc.get(k, 0) for k in ("seen", "loss_sum", "correct_sum", "n_steps")}
-        done["seconds"] = acc.get("seconds", 0.0) + (time.time() - acc["t0"] if "t0" in acc else 0.0)
         atomic_torch_save({"format": "edgeeas-supernet/1", "space": space.to_dict(), "state_dict": net.state_dict(),
                            "optimizer": opt.state_dict(), "epoch": ep, "step": st, "meta": meta,
                            "history": json.dumps(history),
-                           "partial_epoch": json.dumps(done if st else {})}, last)
+                           "partial_epoch": json.dumps(totals if st and totals else {})}, last)
 
     eval_idx = np.sort(np.random.default_rng(123).choice(len(ds.test.labels),
                                                         min(cfg.eval_images, len(ds.test.labels)), replace=False))
@@ -276,13 +284,19 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
                            unit="step", mininterval=1.0 if os.isatty(2) else 60.0, dynamic_ncols=True)
             net.train()
             acc.clear()
-            acc.update(partial if step_in_epoch else {})
+            if step_in_epoch and partial and rank == 0:
+                acc.update(partial)
+                acc.setdefault("loss_count", partial.get("n_steps", 0))  # checkpoints before loss_count: 1 rank
             partial = {}
-            acc["t0"] = time.time()
-            acc.setdefault("seconds", 0.0)
-            for k in ("seen", "loss_sum", "correct_sum", "n_steps"):
+            for k in _KEYS:
                 acc.setdefault(k, 0)
-            seg_start = acc["n_steps"]
+            acc["n_steps"] = step_in_epoch
+            acc.setdefault("seconds", 0.0)
+            acc["t0"] = time.time()
+            if cfg.max_steps and it >= cfg.max_steps:
+                if bar:
+                    bar.close()
+                break
             for step in range(step_in_epoch, spe):
                 if cfg.max_steps and it >= cfg.max_steps:
                     break
@@ -305,6 +319,7 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
                 it += 1
                 acc["seen"] += len(idx)
                 acc["loss_sum"] += loss.item()
+                acc["loss_count"] += 1
                 acc["correct_sum"] += correct.item()
                 acc["n_steps"] += 1
                 if steps_log:
@@ -313,23 +328,27 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
                                                 "loss": round(loss.item(), 4)}) + "\n")
                 if bar:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{acc['loss_sum'] / acc['n_steps']:.3f}", lr=f"{opt.param_groups[0]['lr']:.4f}")
-                if time.time() - last_save > cfg.checkpoint_minutes * 60:
+                    bar.set_postfix(loss=f"{acc['loss_sum'] / max(1, acc['loss_count']):.3f}",
+                                    lr=f"{opt.param_groups[0]['lr']:.4f}")
+                due = time.time() - last_save > cfg.checkpoint_minutes * 60
+                if world > 1:  # rank 0's clock decides, so every rank joins the collective below
+                    due = _all_reduce_sum([float(due and rank == 0)], world, device)[0] > 0
+                if due:
                     if steps_log:
                         steps_log.flush()
-                    save(epoch, step + 1)
+                    save(epoch, step + 1, global_totals())
                     last_save = time.time()
             if bar:
                 bar.close()
-            seg_steps = acc["n_steps"] - seg_start
-            finished_epoch = step_in_epoch + seg_steps >= spe
-            secs = acc["seconds"] + time.time() - acc["t0"]
+            finished_epoch = acc["n_steps"] >= spe
+            acc["seconds"] += time.time() - acc.pop("t0")  # before evaluation: images/s counts training only
+            tot = global_totals()
             if rank == 0:
-                n = max(1, acc["n_steps"])
-                row = {"epoch": epoch + 1, "steps": acc["n_steps"], "lr": round(opt.param_groups[0]["lr"], 6),
-                       "train_loss": round(acc["loss_sum"] / n, 4),
-                       "train_acc_largest_kept": round(100 * acc["correct_sum"] / max(1, acc["seen"] * world), 2),
-                       "images_per_s": round(acc["seen"] * world / max(secs, 1e-9), 1), "seconds": round(secs, 1)}
+                secs = tot["seconds"]
+                row = {"epoch": epoch + 1, "steps": tot["n_steps"], "lr": round(opt.param_groups[0]["lr"], 6),
+                       "train_loss": round(tot["loss_sum"] / max(1, tot["loss_count"]), 4),
+                       "train_acc_largest_kept": round(100 * tot["correct_sum"] / max(1, tot["seen"]), 2),
+                       "images_per_s": round(tot["seen"] / max(secs, 1e-9), 1), "seconds": round(secs, 1)}
                 net.eval()
                 for name, arch in (("smallest", space.smallest()), ("largest", space.largest())):
                     res = evaluate_arch(net, arch, ds, recal=recal, test_idx=eval_idx)
@@ -340,19 +359,24 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
                 _write_summary(out / "summary.csv", history)
                 log("  ".join(f"{k}={v}" for k, v in row.items()))
             if not finished_epoch:
-                save(epoch, step_in_epoch + seg_steps)
+                save(epoch, acc["n_steps"], tot)
+                if rank == 0:  # supernet.pt always holds the weights the run stopped with
+                    save_supernet(out / "supernet.pt", net, {**meta, "epochs_done": epoch,
+                                                             "steps_done": it, "history": history})
                 break
             epoch, step_in_epoch = epoch + 1, 0
             save(epoch, 0)
             last_save = time.time()
             if rank == 0:
-                save_supernet(out / "supernet.pt", net, {**meta, "epochs_done": epoch, "history": history})
+                save_supernet(out / "supernet.pt", net, {**meta, "epochs_done": epoch, "steps_done": it,
+                                                         "history": history})
                 if epoch in cfg.keep_epochs:
                     import shutil
                     shutil.copyfile(last, out / f"epoch{epoch:02d}.pt.tmp")
                     os.replace(out / f"epoch{epoch:02d}.pt.tmp", out / f"epoch{epoch:02d}.pt")
         if rank == 0 and not (out / "supernet.pt").exists():
-            save_supernet(out / "supernet.pt", net, {**meta, "epochs_done": epoch, "history": history})
+            save_supernet(out / "supernet.pt", net, {**meta, "epochs_done": epoch, "steps_done": it,
+                                                     "history": history})
     finally:
         if steps_log:
             steps_log.close()
@@ -360,6 +384,17 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
             import torch.distributed as dist
             dist.destroy_process_group()
     return out / "supernet.pt"
+
+
+def _all_reduce_sum(values: list[float], world: int, device=None) -> list[float]:
+    """``values`` summed over the ranks of the process group (returned as is for one process)."""
+    if world <= 1:
+        return list(values)
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
 
 
 def _write_summary(path: Path, rows: list[dict]) -> None:

@@ -116,21 +116,82 @@ def test_kill_9_then_resume(data_path, tmp_path):
     assert steps[-1] == 49 and set(range(50)) <= set(steps)
 
 
-def test_torchrun_two_cpu_processes(data_path, tmp_path):
-    out = tmp_path / "ddp"
-    r = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node=2", "--master_port=29731", "-m", "edgeeas.cli",
-                        "train", "supernet", "--data", str(data_path), "--out", str(out), "--epochs", "1",
-                        "--batch-size", "8", "--max-steps", "2", "--train-subset", "400", "--eval-images", "50",
-                        "--threads", "1", "--quiet"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=600,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+def _torchrun(data_path, out, *extra, port):
+    return subprocess.run([str(BIN / "torchrun"), "--nproc_per_node=2", f"--master_port={port}", "-m", "edgeeas.cli",
+                           "train", "supernet", "--data", str(data_path), "--out", str(out), "--epochs", "1",
+                           "--batch-size", "8", "--train-subset", "400", "--eval-images", "50",
+                           "--threads", "1", "--quiet", *extra],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_resume_bit_identically(data_path, tmp_path):
+    """2 ranks: 2 steps, stop, resume to 4 == 4 steps straight; supernet.pt holds the final weights;
+    metrics count both ranks' images."""
+    r = _torchrun(data_path, tmp_path / "straight", "--max-steps", "4", port=29731)
     assert r.returncode == 0, r.stderr[-2000:]
     import yaml
-    assert yaml.safe_load((out / "args.yaml").read_text())["world_size"] == 2
+    assert yaml.safe_load((tmp_path / "straight" / "args.yaml").read_text())["world_size"] == 2
     assert r.stdout.count("supernet written") == 1  # rank 0 only
-    steps = (out / "steps.jsonl").read_text().splitlines()
-    assert len(steps) == 2
-    load_supernet(out / "supernet.pt", space=DEFAULT_SPACE)
+    assert len((tmp_path / "straight" / "steps.jsonl").read_text().splitlines()) == 4
+    r = _torchrun(data_path, tmp_path / "resumed", "--max-steps", "2", port=29732)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = _torchrun(data_path, tmp_path / "resumed", "--max-steps", "4", "--resume", port=29733)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = load_raw(tmp_path / "straight" / "last.pt")
+    b = load_raw(tmp_path / "resumed" / "last.pt")
+    final = load_raw(tmp_path / "resumed" / "supernet.pt")
+    for k in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], atol=0, rtol=0, msg=k)
+        torch.testing.assert_close(final["state_dict"][k], b["state_dict"][k], atol=0, rtol=0, msg=k)
+    import csv
+    for run in ("straight", "resumed"):
+        (row,) = list(csv.DictReader(open(tmp_path / run / "summary.csv")))
+        assert row["steps"] == "4"
+        seen = float(row["images_per_s"]) * float(row["seconds"])
+        assert seen == pytest.approx(4 * 8 * 2, rel=0.05)  # both ranks' images, not rank 0's alone
+
+
+def test_dropped_superclasses_do_not_reach_the_loss(cifar):
+    """Superclass dropout masks the dropped classes' logits: the loss must not change when the
+    head rows of dropped classes change, and must equal cross-entropy over the kept columns."""
+    import torch.nn.functional as F
+
+    from edgeeas.nn.supernet import Supernet
+    from edgeeas.train import SandwichLoss, _Batches
+
+    torch.manual_seed(0)
+    net = Supernet(DEFAULT_SPACE).train()
+    cfg = TrainConfig(num_random=0, superclass_dropout=0.5, kd_ratio=1.0, label_smoothing=0.0)
+    kept = [3, 7]
+    kept_cols = torch.tensor(sorted(c for s in kept for c in cifar.classes_of(s)))
+    batches = _Batches(cifar, _cfg("unused", superclass_dropout=0.5, batch_size=16, train_subset=0), 0, 1)
+    idx, rng = batches.batch(0, 0, kept)
+    assert set(cifar.class_to_super[cifar.train.labels[idx]]) <= set(kept)   # the batch holds kept superclasses only
+    x = augment(cifar.train.images[idx], rng)
+    remap = torch.full((100,), -1, dtype=torch.long)
+    remap[kept_cols] = torch.arange(len(kept_cols))
+    y = remap[torch.as_tensor(cifar.train.labels[idx])]
+    sand = SandwichLoss(net, cfg)
+    archs = [DEFAULT_SPACE.largest(), DEFAULT_SPACE.smallest()]
+    net.eval()  # fixed BN statistics, so two forwards are comparable
+    loss, _ = sand(x, y, kept_cols, archs)
+    net.set_active(archs[0])
+    full = net(x)
+    assert full.shape[1] == 100
+    expected_largest = F.cross_entropy(full[:, kept_cols], y)
+    net.set_active(archs[1])
+    small = net(x)[:, kept_cols]
+    expected = (expected_largest + F.cross_entropy(small, y)
+                + F.kl_div(F.log_softmax(small, 1), F.softmax(full[:, kept_cols], 1), reduction="batchmean"))
+    torch.testing.assert_close(loss, expected)
+    with torch.no_grad():
+        dropped = torch.tensor([c for c in range(100) if c not in set(kept_cols.tolist())])
+        net.head.fc.weight[dropped] += 50.0
+        net.head.fc.bias[dropped] += 50.0
+    loss2, _ = sand(x, y, kept_cols, archs)
+    torch.testing.assert_close(loss, loss2)
 
 
 def test_resume_of_missing_run_is_one_line(tmp_path, data_path):
