@@ -49,7 +49,13 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-STRATEGIES = ("generator", "evolution", "random", "uniform")
+
+
+def registered_strategies() -> list[str]:
+    """Every registered search strategy (edgeeas.search.list_strategies): a new one is benchmarked too."""
+    from edgeeas.search import list_strategies
+
+    return list_strategies()
 
 
 def log(msg: str) -> None:
@@ -70,7 +76,7 @@ def parse_args(argv=None):
                    help="fitness evaluations per scenario for evolution, and samples for random search")
     p.add_argument("--population", type=int, default=100)
     p.add_argument("--predictor-samples", type=int, default=200, help="measured subnets per superclass")
-    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--strategies", default=",".join(registered_strategies()))
     p.add_argument("--recal-images", type=int, default=1000)
     p.add_argument("--calib-images", type=int, default=256)
     p.add_argument("--skip-accuracy", action="store_true", help="only (a)")
@@ -260,12 +266,12 @@ def main(argv=None) -> int:
             sp.out = Path(args.models_dir) / s / args.target
             plan = sp.plan([Scenario((n,), b)])[0]
             m = sp.build(plan)
-            rec = {"strategy": s, "superclass": n, "budget": str(b), "budget_ms": b.value, "arch": m["arch"],
-                   "predicted_ms": m["predicted_latency_ms"], "model": str(plan.dest / "model.tflite"),
-                   "aimed_budget_ms": m["search"].get("aimed_budget"),
-                   "acc_float": m["accuracy"]["host_float"], "acc_int8": m["accuracy"]["host_int8"],
-                   "int8_drop": m["accuracy"]["host_float"] - m["accuracy"]["host_int8"],
-                   "madds_m": m["madds_m"], "search_seconds": m["search"]["seconds"],
+            rec = {"strategy": s, "superclass": n, "budget": str(b), "budget_ms": b.value, "arch": m.arch,
+                   "predicted_ms": m.predicted_latency_ms, "model": str(plan.dest / "model.tflite"),
+                   "aimed_budget_ms": m.search.get("aimed_budget"),
+                   "acc_float": m.accuracy.host_float_pct, "acc_int8": m.accuracy.host_int8_pct,
+                   "int8_drop": m.accuracy.host_float_pct - m.accuracy.host_int8_pct,
+                   "madds_m": m.madds_m, "search_seconds": m.search["seconds"],
                    "model_sha256": sha256_file(plan.dest / "model.tflite"), "seconds": round(time.time() - t0, 1)}
             cache.put(k, rec)
             log(f"(b) [{i + 1}/{len(jobs)}] {s:<9} {n:<30} {b}: predicted {rec['predicted_ms']:.3f} ms, "
@@ -283,7 +289,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"{stale[0]} is missing or changed since it was built: delete {cache.dir} and rebuild")
         # One sweep over every model, under the target's own protocol (what validate uses): the
         # target's passes spread each model's runs over the whole sweep.
-        from edgeeas.specialize import target_protocol
+        from edgeeas.validation import target_protocol
         from edgeeas.targets import resolve_target
 
         target = resolve_target(args.target, protocol=target_protocol(args.target))
@@ -366,7 +372,7 @@ def plot(recs, strategies, path: Path, target: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from edgeeas.specialize import STRATEGY_STYLE
+    from edgeeas.report import strategy_style
     from edgeeas.utils import save_figure
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
@@ -374,7 +380,7 @@ def plot(recs, strategies, path: Path, target: str) -> None:
         r = [x for x in recs if x["strategy"] == s]
         if not r:
             continue
-        color, marker = STRATEGY_STYLE.get(s, (None, "x"))
+        color, marker = strategy_style(s)
         ax.scatter([x["measured_ms"] for x in r], [x["acc_int8"] for x in r], s=10, alpha=0.25, color=color,
                    marker=marker)
         bs = sorted({x["budget_ms"] for x in r})

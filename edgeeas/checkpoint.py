@@ -9,8 +9,8 @@ from .errors import EdgeeasError
 from .space import DEFAULT_SPACE, SearchSpace
 from .utils import atomic_torch_save
 
-__all__ = ["CheckpointError", "save_supernet", "load_supernet", "load_raw", "FORMAT",
-           "DEFAULT_SUPERNET"]
+__all__ = ["CheckpointError", "save_supernet", "load_supernet", "load_raw", "resolve_supernet",
+           "default_generator_path", "FORMAT", "DEFAULT_SUPERNET"]
 
 FORMAT = "edgeeas-supernet/1"
 DEFAULT_SUPERNET = Path(__file__).resolve().parent.parent / "runs" / "default" / "supernet.pt"
@@ -18,6 +18,33 @@ DEFAULT_SUPERNET = Path(__file__).resolve().parent.parent / "runs" / "default" /
 
 class CheckpointError(EdgeeasError):
     """A checkpoint is missing, unreadable, or from another search space (one-line message)."""
+
+
+def resolve_supernet(arg: str | os.PathLike | None) -> Path:
+    """The supernet checkpoint a ``--supernet`` value names: a run directory (its
+    ``supernet.pt``) or a checkpoint file; None or empty: the shipped :data:`DEFAULT_SUPERNET`.
+
+    Raises:
+        CheckpointError: a run directory without ``supernet.pt`` yet (it is written after each
+            training epoch).  A file path is returned as given (:func:`load_supernet` checks it).
+    """
+    if not arg:
+        return DEFAULT_SUPERNET
+    p = Path(arg)
+    if p.is_dir():
+        if not (p / "supernet.pt").is_file():
+            raise CheckpointError(f"run directory {p} has no supernet.pt yet (it is written after each "
+                                  f"training epoch); pass a run that finished an epoch, or a .pt file")
+        return p / "supernet.pt"
+    return p
+
+
+def default_generator_path(supernet: str | os.PathLike, cost_name: str) -> Path:
+    """Where the generator of a supernet checkpoint for cost model ``cost_name`` (a target
+    name, or ``madds``) lives by default: ``RUN/generator-<cost_name, ':' as '_'>.pt``."""
+    from .targets import TargetStore
+
+    return Path(supernet).parent / f"generator-{TargetStore.folder_name(cost_name)}.pt"
 
 
 def save_supernet(path: str | os.PathLike, supernet, meta: dict, **extra) -> None:

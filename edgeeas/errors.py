@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["EdgeeasError", "EdgeeasUsageError", "one_line_errors"]
+__all__ = ["EdgeeasError", "EdgeeasUsageError", "one_line_errors", "first_line"]
 
 
 class EdgeeasError(Exception):
@@ -32,3 +32,12 @@ def one_line_errors() -> tuple[type[BaseException], ...]:
         if m is not None:
             out += [getattr(m, n) for n in names if hasattr(m, n)]
     return tuple(out)
+
+
+def first_line(err: BaseException, *, with_type: bool = False) -> str:
+    """The first non-blank line of ``str(err)`` (what a one-line error shows), or the
+    exception's type name when it has no message; ``with_type`` prefixes ``TypeName: ``."""
+    lines = [ln for ln in str(err).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(err).__name__
+    return f"{type(err).__name__}: {lines[0]}" if with_type else lines[0]

@@ -35,7 +35,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import EdgeeasError
+from .errors import EdgeeasError, first_line
 
 # onnxruntime looks up a telemetry host ~10 s after import unless this is set first
 # (TOOLCHAIN: ort.disable_telemetry_events() does not stop it).
@@ -97,9 +97,7 @@ class ExportInfo:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    line = text.splitlines()[0] if text else ""
-    return f"{type(err).__name__}: {line}" if line else type(err).__name__
+    return first_line(err, with_type=True)
 
 
 def _versions() -> dict[str, str]:

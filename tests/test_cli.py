@@ -2,10 +2,14 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from edgeeas.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_help_does_not_import_torch():
@@ -56,8 +60,62 @@ def test_eval_rejects_archs_of_another_shape(tiny_run, data_path):
 
 
 def test_missing_data_is_one_line(tmp_path, tiny_run):
-    r = subprocess.run([str(__import__("pathlib").Path(sys.executable).parent / "edgeeas"), "eval", "--supernet",
+    r = subprocess.run([str(Path(sys.executable).parent / "edgeeas"), "eval", "--supernet",
                         str(tiny_run / "supernet.pt"), "--data", str(tmp_path / "nope")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "no dataset at" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+# ---- the strategy registry is the one source of strategy names ------------------------------------
+@pytest.fixture
+def toy_strategy():
+    """A strategy registered for one test (and unregistered after it)."""
+    from edgeeas.search import STRATEGIES, Proposal, register_strategy
+
+    @register_strategy("toy", help="a test", style=("tab:olive", "v"), settings=lambda s: {"tries": s.evaluations})
+    def toy(ctx, sc, budget, nc, *, tries: int = 3):
+        return Proposal(ctx.space.smallest(), None, tries)
+
+    yield "toy"
+    STRATEGIES.pop("toy")
+
+
+def test_a_registered_strategy_is_a_choice_everywhere(toy_strategy, tmp_path):
+    import importlib.util
+
+    from edgeeas.errors import EdgeeasUsageError
+    from edgeeas.report import strategy_style
+    from edgeeas.specialize import STRATEGY_NAMES, SpecializeConfig
+
+    for cmd in ("search", "specialize"):
+        h = CliRunner().invoke(main, [cmd, "--help"])
+        assert h.exit_code == 0 and "[generator|evolution|random|uniform|toy]" in " ".join(h.output.split()), h.output
+    # the CLI takes it: the run fails later, at the missing dataset, not at the choice
+    args = ["--budget", "8M", "--superclass", "fish", "--data", str(tmp_path / "nope")]
+    r = CliRunner().invoke(main, ["specialize", "--strategy", "toy", *args])
+    assert r.exit_code == 1 and "no dataset at" in r.output, r.output
+    r = CliRunner().invoke(main, ["specialize", "--strategy", "nope", *args])
+    assert r.exit_code == 2 and "Invalid value for '--strategy'" in r.output
+    # config validation and options come from its registration
+    assert "toy" in STRATEGY_NAMES
+    assert SpecializeConfig(strategy="toy", evaluations=9).strategy_options() == {"tries": 9}
+    with pytest.raises(EdgeeasUsageError, match="unknown search strategy 'nope'.*toy"):
+        SpecializeConfig(strategy="nope").strategy_options()
+    # the benchmark and the plots read the registry too
+    spec = importlib.util.spec_from_file_location("bench_specialize", ROOT / "benchmarks" / "bench_specialize.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.registered_strategies()[-1] == "toy" and bench.parse_args([]).strategies.endswith(",toy")
+    assert strategy_style("toy") == ("tab:olive", "v")
+
+
+def test_one_error_wrapper_for_groups_and_commands():
+    """Usage errors exit 2 in one `Error:` line: under the usage line for the groups, alone for
+    bench/latency (OneLineCommand); other project errors exit 1."""
+    r = CliRunner().invoke(main, ["arch", "d9-k-e"])
+    assert r.exit_code == 2 and r.output.count("Error:") == 1 and "Usage:" in r.output
+    r = CliRunner().invoke(main, ["latency", "smallest", "--target", "no-such-target"])
+    assert r.exit_code == 1 and r.output.count("Error:") == 1 and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["bench", "--threads", "0"])
+    assert r.exit_code == 2 and "Usage:" not in r.output and r.output.count("Error:") == 1

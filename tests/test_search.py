@@ -262,3 +262,26 @@ def test_search_checks_the_full_prediction(name, net, cifar, ctx):
     assert toy.table.arch_cost(res.arch, 5) < res.predicted_cost  # the table alone would have been fooled
     if name == "uniform":  # the dearest uniform arch under the table budget overshoots: a rerun
         assert res.extra["search_rounds"] >= 2 and res.extra["table_budget"] < res.budget
+
+
+def test_registry_options_are_a_dataclass_of_the_keyword_options():
+    import dataclasses
+
+    from edgeeas.search import SearchSettings, get_strategy, list_strategies, register_strategy, strategy_options
+
+    assert list_strategies()[:4] == ["generator", "evolution", "random", "uniform"]
+    evo = get_strategy("evolution")
+    assert dataclasses.is_dataclass(evo.options) and evo.option_names()[:2] == ["population", "parent_ratio"]
+    assert evo.options().evaluations == 500
+    assert strategy_options("evolution", SearchSettings(evaluations=50, population=100)) == {
+        "evaluations": 50, "population": 50, "fitness": "predictor"}
+    assert strategy_options("uniform", SearchSettings()) == {} and get_strategy("generator").needs_generator
+    with pytest.raises(ValueError, match="registered twice"):
+        register_strategy("random")(lambda ctx, sc, b, nc: None)
+
+    @dataclasses.dataclass
+    class Wrong:
+        other: int = 1
+    with pytest.raises(ValueError, match="keyword-only"):
+        register_strategy("wrong", options=Wrong)(lambda ctx, sc, b, nc, *, mine=1: None)
+    assert "wrong" not in list_strategies()

@@ -159,8 +159,10 @@ def test_missing_or_foreign_generator(env, tmp_path):
 
 # ---- the emitted model ---------------------------------------------------------------------------
 def test_emitted_folder_manifest_and_model(env, emitted):
+    from edgeeas.data import MEAN, STD
     from edgeeas.evaluate import to_float
     from edgeeas.export import quantize_input, tflite_info, tflite_run
+    from edgeeas.manifest import model_inputs, read_manifest
 
     ds = env["ds"]
     folder = emitted / "host" / SC / "8M"
@@ -172,7 +174,9 @@ def test_emitted_folder_manifest_and_model(env, emitted):
     assert m["classes"] == classes == sorted(classes)
     assert m["labels"] == [ds.classes[c] for c in classes] == ["bicycle", "bus", "motorcycle", "pickup_truck", "train"]
     assert m["superclasses"] == [SC] and m["target"] == "host" and m["strategy"] == "uniform"
-    assert m["budget"] == {"kind": "madds", "value": 8.0, "text": "8M", "unit": "M"}
+    assert m["format"] == "edgeeas-model/2"
+    assert m["budget"] == {"text": "8M", "kind": "madds", "latency_ms": None, "madds": 8_000_000}
+    assert m["input"]["mean_0_1"] == pytest.approx(MEAN) and m["input"]["std_0_1"] == pytest.approx(STD)
     arch = env["net"].space.parse(m["arch"])
     assert m["madds"] == m["madds_tflite"] <= 8e6 and m["madds"] == sum(x for _, x, _ in env["net"].space.layer_costs(arch, 5))
     assert m["params"] == env["net"].space.params(arch, 5)
@@ -196,13 +200,17 @@ def test_emitted_folder_manifest_and_model(env, emitted):
     assert m["accuracy"]["test_images"] == len(idx) == 500
     y = tflite_run(folder / "model.tflite", quantize_input(to_float(ds.test.images[idx]), info))
     labels = np.searchsorted(classes, ds.test.labels[idx])
-    assert m["accuracy"]["host_int8"] == pytest.approx(100 * float((y.argmax(1) == labels).mean()), abs=1e-3)
+    assert m["accuracy"]["host_int8_pct"] == pytest.approx(100 * float((y.argmax(1) == labels).mean()), abs=1e-3)
+    # ... and what the one manifest-to-inputs function gives is that very tensor
+    mx = model_inputs(read_manifest(folder / "manifest.json"), ds, info)
+    assert np.array_equal(mx.inputs, quantize_input(to_float(ds.test.images[idx]), info))
+    assert np.array_equal(mx.labels, labels) and np.array_equal(mx.indices, idx)
     # and the head really is the 5 classes in that order: the ONNX twin agrees with the int8 file
     ort = pytest.importorskip("onnxruntime")
     sess = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     logits = sess.run(None, {"input": to_float(ds.test.images[idx]).numpy()})[0]
     assert logits.shape == (500, 5)
-    assert m["accuracy"]["host_float"] == pytest.approx(100 * float((logits.argmax(1) == labels).mean()), abs=0.5)
+    assert m["accuracy"]["host_float_pct"] == pytest.approx(100 * float((logits.argmax(1) == labels).mean()), abs=0.5)
     assert float((logits.argmax(1) == y.argmax(1)).mean()) > 0.7
 
 
@@ -216,7 +224,7 @@ def test_rerun_keeps_the_model_and_validates_it(env, emitted):
     assert (_sha(folder / "model.tflite"), (folder / "manifest.json").stat().st_mtime_ns) == before
     v = json.loads((folder / "validation.json").read_text())
     assert v["passed"] and v["target"] == "host" and v["accuracy_device_int8"] == v["accuracy_host_int8"]
-    assert v["accuracy_host_int8"] == json.loads((folder / "manifest.json").read_text())["accuracy"]["host_int8"]
+    assert v["accuracy_host_int8"] == json.loads((folder / "manifest.json").read_text())["accuracy"]["host_int8_pct"]
     assert v["latency"]["protocol"]["num_runs"] == 10  # the target's protocol, from its predictor
 
 
@@ -224,6 +232,39 @@ def test_validate_cli_on_the_emitted_model(env, emitted):
     r = env["cli"]("validate", emitted / "host" / SC / "8M" / "model.tflite")
     assert r.exit_code == 0, r.output
     assert "PASS" in r.output and "bit-identical" in r.output
+
+
+def _as_v1(m: dict) -> dict:
+    """A manifest as format edgeeas-model/1 spelled it (before units were in the field names)."""
+    b, inp = m["budget"], dict(m["input"])
+    inp["mean"], inp["std"] = inp.pop("mean_0_1"), inp.pop("std_0_1")
+    return {**m, "format": "edgeeas-model/1", "madds_m": round(m["madds"] / 1e6, 4), "input": inp,
+            "budget": ({"kind": "latency_ms", "value": b["latency_ms"], "text": b["text"], "unit": "ms"}
+                       if b["latency_ms"] is not None else
+                       {"kind": "madds", "value": b["madds"] / 1e6, "text": b["text"], "unit": "M"}),
+            "accuracy": {k.removesuffix("_pct").removesuffix("_pp"): v for k, v in m["accuracy"].items()},
+            "request": {**m["request"], "format": "edgeeas-model/1"}}
+
+
+def test_old_format_folder_is_kept_validated_and_reported(env, emitted, tmp_path):
+    from edgeeas.manifest import ModelManifest
+
+    out = tmp_path / "out"
+    folder = out / "host" / SC / "8M"
+    shutil.copytree(emitted / "host" / SC / "8M", folder, ignore=shutil.ignore_patterns("validation.json"))
+    v2 = json.loads((folder / "manifest.json").read_text())
+    assert ModelManifest.from_dict(_as_v1(v2)).to_dict() == v2  # the upgrade loses nothing
+    (folder / "manifest.json").write_text(json.dumps(_as_v1(v2)))
+    before = (folder / "manifest.json").read_bytes()
+    r = env["cli"]("specialize", "--budget", "8M", "--superclass", SC, "--strategy", "uniform",
+                   "--supernet", env["run"], "--out", out, *FAST[:-1])
+    assert r.exit_code == 0 and "kept (same request)" in r.output, r.output
+    assert (folder / "manifest.json").read_bytes() == before
+    r = env["cli"]("validate", folder / "model.tflite", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["budget"]["madds"] == 8_000_000
+    r = env["cli"]("report", "--target", "host", "--out", out)
+    assert r.exit_code == 0 and "1 models" in r.output, r.output
 
 
 def test_force_semantics(env, emitted, tmp_path, monkeypatch):

@@ -1,7 +1,48 @@
-"""Click options shared by the commands that run a search strategy (``search``, ``specialize``)."""
+"""Click options shared by several commands: ``--data``, ``--strategy`` (from the strategy
+registry), the search settings (``search``, ``specialize``) and ``-v/--verbose`` (adb commands)."""
 from __future__ import annotations
 
+import logging
+
 import click
+
+__all__ = ["DATA_HELP", "data_option", "StrategyChoice", "strategy_option", "search_options", "verbose_option",
+           "enable_adb_log"]
+
+DATA_HELP = "CIFAR-100 archive (.tar.gz or folder) or ImageFolder tree; default $EDGEEAS_DATA, else ./data"
+
+
+def data_option(f):
+    """``--data``: the dataset (:func:`edgeeas.data.load_dataset`)."""
+    return click.option("--data", default=None, help=DATA_HELP)(f)
+
+
+class StrategyChoice(click.Choice):
+    """The registered search strategies (:func:`edgeeas.search.list_strategies`), read when the
+    choices are needed, so a strategy registered later is a valid choice too."""
+
+    def __init__(self):
+        super().__init__(())
+
+    @property
+    def choices(self):
+        from ..search import list_strategies
+
+        return tuple(list_strategies())
+
+    @choices.setter
+    def choices(self, value):  # click.Choice.__init__ assigns; the registry is the source
+        pass
+
+
+def strategy_option(*names: str, **kwargs):
+    """``--strategy`` over the registry; its help names each strategy with its registered words
+    (``generator (one forward pass), evolution (once-for-all style), ...``)."""
+    from ..search import STRATEGIES
+
+    help_text = ", ".join(info.describe() for info in STRATEGIES.values())
+    return click.option(*(names or ("--strategy",)), type=StrategyChoice(), help=help_text, **kwargs)
+
 
 _SEARCH_OPTIONS = (
     click.option("--fitness", default="predictor", show_default=True, type=click.Choice(["predictor", "direct"]),
@@ -20,7 +61,25 @@ _SEARCH_OPTIONS = (
 
 
 def search_options(f):
-    """--fitness, --evaluations, --population, --predictor-samples, --latency-margin."""
+    """--fitness, --evaluations, --population, --predictor-samples, --latency-margin (the
+    shared search settings, :class:`edgeeas.search.SearchSettings`, and the latency margin)."""
     for opt in reversed(_SEARCH_OPTIONS):
         f = opt(f)
     return f
+
+
+def enable_adb_log(verbose: bool) -> None:
+    """Show every remote command as the ``adb -s SERIAL shell ...`` line that repeats it (stderr)."""
+    if not verbose:
+        return
+    lg = logging.getLogger("android_runner")
+    lg.setLevel(logging.INFO)
+    if not any(getattr(h, "_edgeeas", False) for h in lg.handlers):
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter("%(message)s"))
+        h._edgeeas = True  # type: ignore[attr-defined]
+        lg.addHandler(h)
+
+
+verbose_option = click.option("-v", "--verbose", is_flag=True,
+                              help="print every remote command as the `adb -s SERIAL shell ...` line that repeats it")

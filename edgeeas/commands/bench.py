@@ -10,37 +10,12 @@ from pathlib import Path
 
 import click
 
-from ..errors import EdgeeasError, EdgeeasUsageError, one_line_errors
+from ..errors import EdgeeasError, EdgeeasUsageError, first_line
+from ._click import OneLineCommand
 
 __all__ = ["bench", "latency"]
 
 TFLITE_MAGIC = b"TFL3"
-
-
-class _OneLineCommand(click.Command):
-    """Usage errors as a single ``Error: ...`` line (no usage dump), project errors too."""
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as e:
-            e.ctx = None
-            raise
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except EdgeeasUsageError as e:
-            raise click.UsageError(_first(e)) from None
-        except click.ClickException:
-            raise
-        except one_line_errors() as e:
-            raise click.ClickException(_first(e)) from None
-
-
-def _first(e: BaseException) -> str:
-    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 def _protocol(threads: int, warmup_runs: int, num_runs: int, passes: int = 3):
@@ -88,11 +63,11 @@ def _load_space(space_path):
         try:
             d = json.loads(p.read_text())
         except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise EdgeeasUsageError(f"--space {p} is not a JSON search space ({_first(e)})") from None
+            raise EdgeeasUsageError(f"--space {p} is not a JSON search space ({first_line(e)})") from None
     try:
         return SearchSpace.from_dict(d)
     except (KeyError, TypeError, ValueError) as e:
-        raise EdgeeasUsageError(f"--space {p} is not a valid search space ({type(e).__name__}: {_first(e)})") from None
+        raise EdgeeasUsageError(f"--space {p} is not a valid search space ({type(e).__name__}: {first_line(e)})") from None
 
 
 def _check_tflite(path: str) -> Path:
@@ -150,7 +125,7 @@ measures only what is missing.
 """
 
 
-@click.command("bench", cls=_OneLineCommand, epilog=_BENCH_EPILOG,
+@click.command("bench", cls=OneLineCommand, epilog=_BENCH_EPILOG,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("files", nargs=-1, metavar="[FILE.tflite]...")
 @click.option("--target", "target_name", default=None,
@@ -198,13 +173,14 @@ def bench(files, target_name, adb_serials, name, targets_file, benchmark_binary,
     targets = _targets(target_name, adb_serials, name, targets_file, benchmark_binary, protocol)
 
     from ..latency import bench_targets
+    from ..targets import TargetStore
 
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     reports = bench_targets(targets, space, subnets=subnets, force=force, progress=not quiet, log=log,
                             export_jobs=export_jobs)
     if len(reports) == 1:
         (r,) = reports.values()
-        if r.error and not r.rows_measured and not Path(r.directory, "latency.sqlite").exists():
+        if r.error and not r.rows_measured and not TargetStore(r.directory).table_path.exists():
             raise EdgeeasError(f"{r.target}: {r.error}")
     failed = []
     for r in reports.values():
@@ -215,7 +191,7 @@ def bench(files, target_name, adb_serials, name, targets_file, benchmark_binary,
             if e.get("n"):
                 line += (f"; predictor held-out MAPE {e['mape_pct']:.2f} %, {100 * e['within_10_pct']:.1f} % "
                          f"within ±10 % (n={e['n']})")
-            line += f" -> {Path(r.directory) / 'predictor.json'}"
+            line += f" -> {TargetStore(r.directory).predictor_path}"
         click.echo(line)
         if r.error:
             failed.append(r)
@@ -249,7 +225,7 @@ def _bench_files(paths: list[Path], targets: list) -> None:
         raise EdgeeasError(f"{len(failed)} of {len(reports)} target(s) failed ({', '.join(r.target for r in failed)})")
 
 
-@click.command("latency", cls=_OneLineCommand,
+@click.command("latency", cls=OneLineCommand,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("arch")
 @click.option("--target", "target_name", default="host", show_default=True,
@@ -265,11 +241,9 @@ def latency(arch, target_name, classes, verbose, as_json):
     fitted on whole-subnet measurements by `edgeeas bench`.
     """
     from ..latency import LatencyError, LatencyPredictor
-    from ..targets import targets_root
+    from ..targets import TargetStore
 
-    d = Path(target_name)
-    if not (d.is_dir() and ((d / "predictor.json").exists() or (d / "latency.sqlite").exists())):
-        d = targets_root() / target_name.replace(":", "_")
+    d = TargetStore.find(target_name).directory
     if not d.is_dir():
         raise LatencyError(f"no latency table for target {target_name!r} (no {d}): run "
                            f"`edgeeas bench --target {target_name}` first")

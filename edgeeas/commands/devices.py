@@ -2,30 +2,14 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import click
 
-__all__ = ["devices", "list_devices", "verbose_option", "enable_adb_log"]
+from ._options import enable_adb_log, verbose_option
 
-
-def enable_adb_log(verbose: bool) -> None:
-    """Show every remote command as the ``adb -s SERIAL shell ...`` line that repeats it (stderr)."""
-    if not verbose:
-        return
-    lg = logging.getLogger("android_runner")
-    lg.setLevel(logging.INFO)
-    if not any(getattr(h, "_edgeeas", False) for h in lg.handlers):
-        h = logging.StreamHandler()
-        h.setFormatter(logging.Formatter("%(message)s"))
-        h._edgeeas = True  # type: ignore[attr-defined]
-        lg.addHandler(h)
-
-
-verbose_option = click.option("-v", "--verbose", is_flag=True,
-                              help="print every remote command as the `adb -s SERIAL shell ...` line that repeats it")
+__all__ = ["devices", "list_devices"]
 
 
 def _probe(entry: dict, timeout_s: float, keys) -> dict:

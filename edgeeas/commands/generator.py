@@ -5,24 +5,9 @@ from pathlib import Path
 
 import click
 
-from ..cli import DATA_HELP
+from ._options import data_option
 
-__all__ = ["train_generator", "resolve_supernet"]
-
-
-def resolve_supernet(arg: str | None) -> Path:
-    """A run directory (its ``supernet.pt``) or a supernet checkpoint; default the shipped run."""
-    from ..checkpoint import DEFAULT_SUPERNET, CheckpointError
-
-    if not arg:
-        return DEFAULT_SUPERNET
-    p = Path(arg)
-    if p.is_dir():
-        if not (p / "supernet.pt").is_file():
-            raise CheckpointError(f"run directory {p} has no supernet.pt yet (it is written after each "
-                                  f"training epoch); pass a run that finished an epoch, or a .pt file")
-        return p / "supernet.pt"
-    return p
+__all__ = ["train_generator"]
 
 
 @click.command("generator")
@@ -30,7 +15,7 @@ def resolve_supernet(arg: str | None) -> Path:
               help="run directory or supernet checkpoint (default: runs/default)")
 @click.option("--target", default=None, help="latency target whose table the budgets refer to (e.g. host)")
 @click.option("--madds", is_flag=True, help="budgets in MAdds instead of a target's latency")
-@click.option("--data", default=None, help=DATA_HELP)
+@data_option
 @click.option("--steps", default=2000, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=48, show_default=True, type=click.IntRange(1),
               help="scenario images per step for the accuracy term")
@@ -59,7 +44,7 @@ def train_generator(supernet_arg, target, madds, data, steps, batch_size, cost_b
     """
     import yaml
 
-    from ..checkpoint import load_supernet
+    from ..checkpoint import default_generator_path, load_supernet, resolve_supernet
     from ..data import load_dataset
     from ..errors import EdgeeasUsageError
     from ..search import GeneratorConfig, GeneratorError, load_cost, train_generator as train
@@ -71,7 +56,7 @@ def train_generator(supernet_arg, target, madds, data, steps, batch_size, cost_b
     pt = resolve_supernet(supernet_arg)
     net, _ = load_supernet(pt)
     cost, cost_name = load_cost(net.space, target=target, madds=madds)
-    out_path = Path(out) if out else pt.parent / f"generator-{cost_name.replace(':', '_')}.pt"
+    out_path = Path(out) if out else default_generator_path(pt, cost_name)
     ckpt = Path(f"{out_path}.ckpt")
     if out_path.exists() and not overwrite and not ckpt.exists():
         raise GeneratorError(f"{out_path} already exists; pass --overwrite to retrain it")

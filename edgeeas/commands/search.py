@@ -5,18 +5,13 @@ from pathlib import Path
 
 import click
 
-from ._options import search_options
+from ._options import data_option, search_options, strategy_option
 
-from ..cli import DATA_HELP
-
-
-def _strategy_names():
-    return ["generator", "evolution", "random", "uniform"]
+__all__ = ["search"]
 
 
 @click.command("search")
-@click.option("--strategy", "-s", required=True, type=click.Choice(_strategy_names()),
-              help="generator (one forward pass), evolution (once-for-all style), random, uniform (shrinking)")
+@strategy_option("--strategy", "-s", required=True)
 @click.option("--superclass", "superclasses", required=True, multiple=True,
               help="superclass of the scenario (repeat for a scenario with several)")
 @click.option("--budget", required=True, help="20ms, 500us (latency on --target) or 8M (millions of MAdds)")
@@ -25,7 +20,7 @@ def _strategy_names():
               help="run directory or supernet checkpoint (default: runs/default)")
 @click.option("--generator", "generator_path", default=None,
               help="generator file (default: the supernet's run directory/generator-<target>.pt)")
-@click.option("--data", default=None, help=DATA_HELP)
+@data_option
 @search_options
 @click.option("--recal-images", default=500, show_default=True, type=click.IntRange(1))
 @click.option("--val-images", default=500, show_default=True, type=click.IntRange(1),
@@ -47,10 +42,10 @@ def search(strategy, superclasses, budget, target, supernet_arg, generator_path,
 
     import torch
 
-    from ..checkpoint import load_supernet
+    from ..checkpoint import default_generator_path, load_supernet, resolve_supernet
     from ..data import load_dataset
-    from ..search import SearchContext, find_arch, load_cost, load_generator, parse_budget
-    from .generator import resolve_supernet
+    from ..search import (SearchContext, SearchSettings, find_arch, get_strategy, load_cost, load_generator,
+                          parse_budget, strategy_options)
 
     if threads:
         torch.set_num_threads(threads)
@@ -66,14 +61,10 @@ def search(strategy, superclasses, budget, target, supernet_arg, generator_path,
     ctx = SearchContext(net, ds, cost, cost_name=cost_name, cache_dir=pt.parent, recal_images=recal_images,
                         val_images=val_images, predictor_samples=predictor_samples, fitness=fitness, seed=seed,
                         latency_margin=latency_margin, log=log)
-    opts = {}
-    if strategy == "generator":
-        gp = Path(generator_path) if generator_path else pt.parent / f"generator-{cost_name.replace(':', '_')}.pt"
-        opts["generator"] = load_generator(gp, net, cost, ds, cost_name)
-    elif strategy == "evolution":
-        opts.update(evaluations=evaluations, population=min(population, evaluations))
-    elif strategy == "random":
-        opts.update(samples=evaluations)
+    opts = strategy_options(strategy, SearchSettings(fitness=fitness, evaluations=evaluations, population=population))
+    if get_strategy(strategy).needs_generator:
+        gp = Path(generator_path) if generator_path else default_generator_path(pt, cost_name)
+        ctx.generator = load_generator(gp, net, cost, ds, cost_name)
     res = find_arch(strategy, ctx, list(superclasses), b, **opts)
     sc = ctx.superclass_ids(list(superclasses))
     measured = ctx.evaluator.accuracy(res.arch, sc)

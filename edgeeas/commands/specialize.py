@@ -1,5 +1,5 @@
 """``edgeeas specialize``, ``edgeeas deploy`` and ``edgeeas report`` (the logic is in
-``edgeeas.specialize``)."""
+:mod:`edgeeas.specialize`, :mod:`edgeeas.deploy` and :mod:`edgeeas.report`)."""
 from __future__ import annotations
 
 import json
@@ -7,18 +7,15 @@ from pathlib import Path
 
 import click
 
-from ._options import search_options
-
-from ..cli import DATA_HELP
+from ._options import data_option, search_options, strategy_option
 
 __all__ = ["specialize", "deploy", "report"]
 
-STRATEGIES = ["generator", "evolution", "random", "uniform"]
-
 
 def _print_validation(v: dict) -> str:
+    """One line of a validation result (:func:`edgeeas.validation.run_validation`)."""
     budget = v.get("budget") or {}
-    b = f"{budget.get('text') or budget.get('value')}" if budget else "-"
+    b = budget.get("text") or "-"
     status = "PASS" if v["passed"] else "FAIL: " + "; ".join(v["failures"])
     return (f"  validated on {v['target']}: {v['latency_ms']:.3f} ms measured (budget {b}), "
             f"int8 accuracy {v['accuracy_device_int8']:.2f}% on the target vs {v['accuracy_host_int8']:.2f}% "
@@ -34,14 +31,13 @@ def _print_validation(v: dict) -> str:
 @click.option("--superclass", "superclasses", multiple=True,
               help="superclass of a scenario (repeat for several scenarios; a+b for one scenario of two)")
 @click.option("--all-superclasses", is_flag=True, help="one scenario per superclass of the dataset")
-@click.option("--strategy", default="generator", show_default=True, type=click.Choice(STRATEGIES),
-              help="generator (one forward pass), evolution (once-for-all style), random, uniform (shrinking)")
+@strategy_option(default="generator", show_default=True)
 @click.option("--supernet", "supernet_arg", default=None, metavar="RUN_OR_PT",
               help="run directory or supernet checkpoint (default: runs/default)")
 @click.option("--generator", "generator_path", default=None,
               help="generator file (default: the supernet's run directory/generator-<target>.pt, "
                    "generator-madds.pt for MAdds budgets)")
-@click.option("--data", default=None, help=DATA_HELP)
+@data_option
 @click.option("--out", default="out", show_default=True, help="output root: OUT/TARGET/SUPERCLASS/BUDGET/")
 @click.option("--force", is_flag=True, help="replace folders that already hold another model")
 @click.option("--validate", "do_validate", is_flag=True,
@@ -71,7 +67,8 @@ def specialize(target, budget_args, budget_lists, superclasses, all_superclasses
     unless --force.
     """
     from ..errors import EdgeeasError
-    from ..specialize import SpecializeConfig, Specializer, parse_budget_list, parse_scenarios, validate_folder
+    from ..specialize import SpecializeConfig, Specializer, parse_budget_list, parse_scenarios
+    from ..validation import validate_folder
 
     from ..search.budget import parse_margin
 
@@ -101,17 +98,17 @@ def specialize(target, budget_args, budget_lists, superclasses, all_superclasses
     summary, failed = [], []
     for plan in bar:
         m = sp.build(plan)
+        acc = m.accuracy
         entry = {"scenario": str(plan.scenario), "folder": str(plan.dest), "status": plan.status,
-                 "arch": m.get("arch"), "predicted_latency_ms": m.get("predicted_latency_ms"),
-                 "madds_m": m.get("madds_m"), "accuracy": m.get("accuracy")}
+                 "arch": m.arch, "predicted_latency_ms": m.predicted_latency_ms,
+                 "madds_m": m.madds_m, "accuracy": acc.to_dict() if acc else None}
         if not as_json:
-            acc = m.get("accuracy", {})
-            pl = m.get("predicted_latency_ms")
+            pl = m.predicted_latency_ms
             what = "kept (same request)" if plan.status == "same" else "written"
-            click.echo(f"{plan.dest}: {what}\n  {m.get('arch')}  {m.get('madds_m'):.2f} M MAdds, "
-                       f"{m.get('params')} params" + (f", {pl:.3f} ms predicted" if pl is not None else "")
-                       + f"\n  accuracy on {acc.get('test_images')} test images: float {acc.get('host_float'):.2f}%, "
-                       f"int8 {acc.get('host_int8'):.2f}%")
+            click.echo(f"{plan.dest}: {what}\n  {m.arch}  {m.madds_m:.2f} M MAdds, "
+                       f"{m.params} params" + (f", {pl:.3f} ms predicted" if pl is not None else "")
+                       + f"\n  accuracy on {acc.test_images} test images: float {acc.host_float_pct:.2f}%, "
+                       f"int8 {acc.host_int8_pct:.2f}%")
         if do_validate:
             try:
                 v = validate_folder(plan.dest, target, data=data)
@@ -136,7 +133,7 @@ def specialize(target, budget_args, budget_lists, superclasses, all_superclasses
               type=click.Path(dir_okay=False, path_type=Path), help="deploy.yaml (see deploy.example.yaml)")
 @click.option("--out", default=None, help="output root for the models (default: the config's 'out', else out/)")
 @click.option("--force", is_flag=True, help="replace model folders made by another request")
-@click.option("--data", default=None, help=DATA_HELP)
+@data_option
 @click.option("--targets-file", default=None, help="targets.yaml for named adb targets")
 @click.option("--quiet", is_flag=True)
 def deploy(config_path, out, force, data, targets_file, quiet):
@@ -147,7 +144,7 @@ def deploy(config_path, out, force, data, targets_file, quiet):
     host: copied to ./deploy/SCENARIO/BUDGET/ ('local_dir' in the config).
     A model that fails validation is never pushed; the exit status is 1 if any failed.
     """
-    from ..specialize import deploy as run_deploy
+    from ..deploy import deploy as run_deploy
 
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     r = run_deploy(config_path, out=out, force=force, data=data, targets_file=targets_file, log=log,
@@ -166,10 +163,10 @@ def deploy(config_path, out, force, data, targets_file, quiet):
 @click.option("--out", "outs", multiple=True, help="output root(s) to collect models from (default: out)")
 @click.option("--dest", default=None, help="where report.md and pareto.png go (default: OUT/TARGET/)")
 @click.option("--measure", is_flag=True, help="validate models that have no validation.json yet")
-@click.option("--data", default=None, help=DATA_HELP)
+@data_option
 def report(target, outs, dest, measure, data):
     """Pareto plot (measured latency vs accuracy, per strategy) and a Markdown report linking every model."""
-    from ..specialize import build_report
+    from ..report import build_report
 
     r = build_report(target, list(outs) or ["out"], Path(dest) if dest else None, measure=measure, data=data,
                      log=lambda m: click.echo(m, err=True))

@@ -1,10 +1,11 @@
 """One search interface: ``find_arch(strategy, ctx, superclasses, budget, **opts)``.
 
-Strategies register by decorator (timm's ``register_model`` habit) and all see the same
-:class:`SearchContext`: one supernet, one cost model (and its slot-cost table), one fitness
-protocol (held-out accuracy, measured or predicted).  A strategy is a function::
+Strategies register by decorator (:mod:`edgeeas.search.registry`, timm's ``register_model``
+habit) and all see the same :class:`SearchContext`: one supernet, one cost model (and its
+slot-cost table), one fitness protocol (held-out accuracy, measured or predicted).  A strategy
+is a function::
 
-    @register_strategy("name")
+    @register_strategy("name", help="a few words", settings=lambda s: {"opt": s.evaluations})
     def name(ctx, superclasses: list[int], budget: float, num_classes: int, *, opt=...) -> Proposal
 
 returning the architecture (which must fit ``budget``), its fitness score if it computed one,
@@ -12,7 +13,6 @@ and how many architectures it scored.
 """
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,32 +23,18 @@ from ..space import Arch
 from .budget import Budget, check_feasible, parse_budget, parse_margin
 from .cost import CostTable, cost_identity, cost_unit
 from .fitness import AccuracyData, AccuracyPredictor, Evaluator, encode, sample_archs, supernet_fingerprint
+from .registry import (STRATEGIES, Proposal, SearchSettings, StrategyInfo, get_strategy, list_strategies,
+                       register_strategy, strategy_options)
 
-__all__ = ["STRATEGIES", "register_strategy", "SearchContext", "SearchResult", "Proposal", "find_arch"]
-
-STRATEGIES: dict[str, Callable] = {}
-
-
-def register_strategy(name: str):
-    def deco(fn):
-        if name in STRATEGIES:
-            raise ValueError(f"search strategy {name!r} registered twice")
-        STRATEGIES[name] = fn
-        fn.strategy_name = name
-        return fn
-    return deco
-
-
-@dataclass
-class Proposal:
-    arch: Arch
-    score: float | None = None      # fitness (accuracy %, measured or predicted), if computed
-    evaluations: int = 0            # architectures scored
-    extra: dict = field(default_factory=dict)
+__all__ = ["STRATEGIES", "register_strategy", "get_strategy", "list_strategies", "strategy_options",
+           "StrategyInfo", "SearchSettings", "SearchContext", "SearchResult", "Proposal", "find_arch"]
 
 
 @dataclass
 class SearchResult:
+    """What :func:`find_arch` returns; ``to_dict`` is what ``edgeeas search --json`` prints and
+    what a model manifest records under ``search``."""
+
     arch: Arch
     predicted_cost: float           # in the cost model's unit (ms or M)
     score: float | None             # the strategy's fitness estimate (accuracy %), None if it used none
@@ -181,17 +167,24 @@ class SearchContext:
 def find_arch(strategy: str, ctx: SearchContext, superclasses, budget, **opts) -> SearchResult:
     """The best architecture ``strategy`` finds for (``superclasses``, ``budget``).
 
-    ``superclasses``: names or ids (one or several); ``budget``: a :class:`Budget` or its string
-    (``20ms``, ``8M``).  Raises a one-line error for an unknown strategy or option, an unknown
-    superclass, a budget of the wrong kind or outside the feasible range."""
-    if strategy not in STRATEGIES:
-        raise EdgeeasUsageError(f"unknown search strategy {strategy!r}; expected one of: {', '.join(sorted(STRATEGIES))}")
-    fn = STRATEGIES[strategy]
-    params = [p for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY]
-    unknown = sorted(set(opts) - {p.name for p in params})
-    if unknown:
-        raise EdgeeasUsageError(f"strategy {strategy!r} has no option {unknown[0]!r}; its options: "
-                                f"{', '.join(p.name for p in params) or 'none'}")
+    Args:
+        strategy: a registered name (:func:`list_strategies`).
+        ctx: the shared :class:`SearchContext` (supernet, dataset, cost model, fitness).
+        superclasses: names or ids (one or several).
+        budget: a :class:`Budget` or its string (``20ms``, ``500us``, ``8M`` = millions of MAdds).
+        **opts: the strategy's options (fields of its ``StrategyInfo.options``).
+
+    Returns:
+        A :class:`SearchResult`; ``predicted_cost`` and ``budget`` in the cost model's unit (ms or
+        M), ``seconds`` of wall time.  Latency searches aim at ``budget / (1 + ctx.latency_margin)``.
+
+    Raises:
+        EdgeeasUsageError: an unknown strategy or option, an unknown superclass, a budget of the
+            wrong kind or outside the feasible range (one line).
+        EdgeeasError: the strategy found nothing under the budget."""
+    info = get_strategy(strategy)
+    info.check_options(opts)
+    fn = info.fn
     b = budget if isinstance(budget, Budget) else parse_budget(budget)
     sc = ctx.superclass_ids(superclasses)
     nc = ctx.num_classes(sc)

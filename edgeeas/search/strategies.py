@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 
 from ..errors import EdgeeasUsageError
-from .api import Proposal, register_strategy
+from .registry import Proposal, register_strategy
 from .cost import Genome
 
 __all__ = ["sample_feasible"]
@@ -46,7 +46,7 @@ def _scorer(ctx, sc, fitness):
     return score
 
 
-@register_strategy("generator")
+@register_strategy("generator", help="one forward pass", style=("tab:red", "o"), needs_generator=True)
 def generator_strategy(ctx, sc, budget, nc, *, generator=None):
     g = generator or ctx.generator
     if g is None:
@@ -60,7 +60,9 @@ def generator_strategy(ctx, sc, budget, nc, *, generator=None):
     return Proposal(g.generate([sc], [budget])[0])
 
 
-@register_strategy("evolution")
+@register_strategy("evolution", help="once-for-all style", style=("tab:blue", "s"),
+                   settings=lambda s: {"evaluations": s.evaluations, "population": min(s.population, s.evaluations),
+                                       "fitness": s.fitness})
 def evolution(ctx, sc, budget, nc, *, population: int = 100, parent_ratio: float = 0.25,
               mutation_ratio: float = 0.5, mutate_prob: float = 0.1, evaluations: int = 500,
               fitness: str | None = None, seed: int | None = None):
@@ -130,7 +132,8 @@ def evolution(ctx, sc, budget, nc, *, population: int = 100, parent_ratio: float
                     {"generations": generations, "fitness": fitness or ctx.fitness})
 
 
-@register_strategy("random")
+@register_strategy("random", style=("tab:gray", "^"),
+                   settings=lambda s: {"samples": s.evaluations, "fitness": s.fitness})
 def random_search(ctx, sc, budget, nc, *, samples: int = 500, fitness: str | None = None, seed: int | None = None):
     if samples < 1:
         raise EdgeeasUsageError(f"random search needs samples >= 1, got {samples}")
@@ -145,7 +148,7 @@ def random_search(ctx, sc, budget, nc, *, samples: int = 500, fitness: str | Non
 UNIFORM_FAMILIES = ("all", "depth", "width", "kernel")
 
 
-@register_strategy("uniform")
+@register_strategy("uniform", help="shrinking", style=("tab:green", "D"))
 def uniform(ctx, sc, budget, nc, *, family: str = "all", select: str = "cost", fitness: str | None = None):
     """``select='cost'``: the dearest uniform architecture that fits (no evaluation);
     ``select='fitness'``: the fittest of those that fit."""

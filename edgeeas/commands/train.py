@@ -1,0 +1,80 @@
+"""``edgeeas train supernet`` (and the ``train`` group, whose ``generator`` lives in
+:mod:`edgeeas.commands.generator`)."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from ._click import LazyGroup
+from ._options import data_option
+
+__all__ = ["train", "train_supernet_cmd"]
+
+
+def _epoch_list(text: str) -> tuple[int, ...]:
+    try:
+        eps = tuple(int(e) for e in text.split(",") if e.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of epoch numbers (e.g. 30 or 10,30)") from None
+    if any(e < 1 for e in eps):
+        raise click.BadParameter(f"{text!r}: epoch numbers start at 1")
+    return eps
+
+
+@click.group(cls=LazyGroup, lazy={"generator": "edgeeas.commands.generator:train_generator"})
+def train():
+    """Train the supernet (or, later, the architecture generator)."""
+
+
+@train.command("supernet")
+@data_option
+@click.option("--out", default="runs/default", show_default=True, help="run directory (args.yaml, summary.csv, checkpoints)")
+@click.option("--epochs", default=12, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=0.1, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--weight-decay", default=5e-5, show_default=True, type=click.FloatRange(0))
+@click.option("--superclass-dropout", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="probability of dropping each superclass at a step (0 turns superclass dropout off)")
+@click.option("--num-random", default=1, show_default=True, type=click.IntRange(0),
+              help="random subnets per step, besides the largest and the smallest (sandwich rule)")
+@click.option("--kd-ratio", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="weight of in-place distillation from the largest subnet")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threads", default=0, type=click.IntRange(0), help="torch threads per process (0: torch's default)")
+@click.option("--max-steps", default=0, type=click.IntRange(0), help="stop after this many steps (for smoke tests)")
+@click.option("--train-subset", default=0, type=click.IntRange(0), help="train on this many images only (for smoke tests)")
+@click.option("--eval-images", default=2000, show_default=True, type=click.IntRange(1),
+              help="test images for the per-epoch accuracy in summary.csv")
+@click.option("--checkpoint-minutes", default=5.0, show_default=True, type=click.FloatRange(0),
+              help="also checkpoint mid-epoch this often")
+@click.option("--keep-epochs", default="", metavar="N,M", callback=lambda c, p, v: _epoch_list(v),
+              help="after these epochs also keep a resumable copy epochNN.pt (a fork point for --init-from)")
+@click.option("--init-from", default="", metavar="CKPT",
+              help="start this new run from another run's end-of-epoch checkpoint (epochNN.pt or last.pt): "
+                   "weights, optimizer, schedule position and history; the other options may differ (a fork)")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def train_supernet_cmd(data, out, epochs, batch_size, lr, weight_decay, superclass_dropout, num_random, kd_ratio,
+                       seed, threads, max_steps, train_subset, eval_images, checkpoint_minutes, keep_epochs, init_from,
+                       resume, quiet):
+    """Train the elastic supernet with the sandwich rule, in-place distillation and superclass dropout.
+
+    \b
+    Runs on one CPU, or under torchrun with DistributedDataParallel (gloo on CPUs, NCCL on GPUs):
+      torchrun --nproc_per_node=4 -m edgeeas.cli train supernet --out runs/big --epochs 120
+    Checkpoints are atomic; kill it at any time and rerun with --resume.
+    """
+    from ..data import load_dataset
+    from ..train import TrainConfig, train_supernet
+
+    ds = load_dataset(data)
+    cfg = TrainConfig(out=out, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                      superclass_dropout=superclass_dropout, num_random=num_random, kd_ratio=kd_ratio, seed=seed,
+                      threads=threads, max_steps=max_steps, train_subset=train_subset, eval_images=eval_images,
+                      checkpoint_minutes=checkpoint_minutes, init_from=init_from,
+                      keep_epochs=keep_epochs)
+    path = train_supernet(ds, cfg, resume=resume, progress=not quiet,
+                          log=lambda m: click.echo(m, err=True))
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(f"supernet written to {path}")

@@ -1,0 +1,145 @@
+"""Deploy: specialize and validate every scenario of ``deploy.yaml``, push only the passing models.
+
+``deploy.yaml`` (see ``deploy.example.yaml``)::
+
+    target: pixel                 # host (default), a targets.yaml name, or an adb serial
+    strategy: generator           # any registered strategy (edgeeas.search.list_strategies())
+    scenarios:
+      - {superclass: vehicles_1, budget: 20ms}
+      - {superclasses: [fish, flowers], budget: 8M}
+    # optional: supernet, generator, data, out, remote_dir, local_dir, adb_serial,
+    #           max_accuracy_gap (points), recal_images, calib_images, latency_margin
+
+A model that fails validation is never pushed; the host "pushes" by copying into
+``local_dir`` (default ``./deploy``), adb targets into ``remote_dir`` (default
+``/data/local/tmp/edgeeas``), both as ``SCENARIO/BUDGET/`` (:meth:`edgeeas.targets.Target.push`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .errors import EdgeeasError, EdgeeasUsageError
+from .validation import MANIFEST, MODEL, VALIDATION, validate_folder
+
+__all__ = ["deploy", "load_deploy_config"]
+
+_DEPLOY_KEYS = {"target", "strategy", "scenarios", "supernet", "generator", "data", "out", "remote_dir",
+                "local_dir", "adb_serial", "max_accuracy_gap", "recal_images", "calib_images", "latency_margin"}
+
+
+def load_deploy_config(path: Path) -> dict:
+    """Read and check ``deploy.yaml``.
+
+    Returns:
+        The mapping, with ``scenarios`` as ``[{"superclasses": [names], "budget": "20ms"}]`` and
+        ``target`` (default ``host``) and ``strategy`` (default ``generator``) filled in.
+
+    Raises:
+        EdgeeasUsageError: the file cannot be read.
+        EdgeeasError: not a mapping, an unknown key, or a malformed scenario (the message names it).
+    """
+    from .utils import read_yaml
+
+    path = Path(path)
+    cfg = read_yaml(path, "deploy config", EdgeeasUsageError, "copy deploy.example.yaml to start")
+    if not isinstance(cfg, dict):
+        raise EdgeeasError(f"{path}: expected a mapping with 'target' and 'scenarios', got {type(cfg).__name__}")
+    unknown = sorted(set(cfg) - _DEPLOY_KEYS)
+    if unknown:
+        raise EdgeeasError(f"{path}: unknown key {unknown[0]!r}; expected some of: {', '.join(sorted(_DEPLOY_KEYS))}")
+    scen = cfg.get("scenarios")
+    if not isinstance(scen, list) or not scen:
+        raise EdgeeasError(f"{path}: 'scenarios' must be a non-empty list of {{superclass: NAME, budget: 20ms}}")
+    out = []
+    for i, s in enumerate(scen):
+        if not isinstance(s, dict) or "budget" not in s or not ({"superclass", "superclasses"} & set(s)):
+            raise EdgeeasError(f"{path}: scenario {i + 1} must have 'superclass' (or 'superclasses') and 'budget'")
+        extra = sorted(set(s) - {"superclass", "superclasses", "budget"})
+        if extra:
+            raise EdgeeasError(f"{path}: scenario {i + 1} has unknown key {extra[0]!r}")
+        names = s.get("superclasses", s.get("superclass"))
+        names = [names] if isinstance(names, str) else list(names or [])
+        if not names or not all(isinstance(n, str) for n in names):
+            raise EdgeeasError(f"{path}: scenario {i + 1}: superclasses must be names")
+        out.append({"superclasses": names, "budget": str(s["budget"])})
+    cfg["scenarios"] = out
+    cfg.setdefault("target", "host")
+    cfg.setdefault("strategy", "generator")
+    return cfg
+
+
+def _push(target_name: str, folder: Path, rel: Path, cfg: dict, targets_file=None) -> str:
+    """Copy (host) or push (adb) a passing model folder's model, manifest and validation;
+    returns where it went (a local path, or ``SERIAL:/remote/path``)."""
+    from .targets import resolve_target
+
+    files = [f for f in (MODEL, MANIFEST, VALIDATION) if (folder / f).is_file()]
+    t = resolve_target(target_name, adb_serial=cfg.get("adb_serial"), targets_file=targets_file)
+    root = cfg.get("local_dir") if t.is_local else cfg.get("remote_dir")
+    return t.push(folder, rel.as_posix(), root=root or None, files=files)
+
+
+def progress_bar(items, progress: bool, desc: str):
+    """``items`` wrapped in a tqdm bar (unit: scenario) when ``progress`` and there are several."""
+    if progress and len(items) > 1:
+        from tqdm import tqdm
+
+        return tqdm(items, desc=desc, unit="scenario", dynamic_ncols=True)
+    return items
+
+
+def deploy(config_path: Path, *, out: str | None = None, force: bool = False, data=None, targets_file=None,
+           log: Callable[[str], None] | None = None, progress: bool = False) -> dict:
+    """Specialize + validate every scenario of ``deploy.yaml``, then push the passing ones.
+
+    Args:
+        config_path: ``deploy.yaml`` (:func:`load_deploy_config`).
+        out: output root for the model folders (default: the config's ``out``, else ``out``).
+        force: replace model folders made by another request.
+        data, targets_file: the dataset and ``targets.yaml`` (default: the config's / the usual ones).
+
+    Returns:
+        ``{"target", "deployed": [{scenario, folder, to, latency_ms, accuracy (%)}],
+        "refused": [{scenario, folder, why}]}``; a failing model is never pushed.
+
+    Raises:
+        What loading the config, :class:`edgeeas.specialize.Specializer` and validation raise
+        (one-line errors); a bad budget fails before any loading.
+    """
+    from .search import parse_budget
+    from .specialize import SpecializeConfig, Specializer, parse_scenarios
+
+    log = log or (lambda m: None)
+    cfg = load_deploy_config(config_path)
+    target = str(cfg["target"])
+    sc_cfg = SpecializeConfig(target=target, strategy=str(cfg["strategy"]), supernet=cfg.get("supernet"),
+                              generator=cfg.get("generator"), data=data or cfg.get("data"),
+                              out=out or cfg.get("out") or "out", force=force,
+                              latency_margin=str(cfg.get("latency_margin", "auto")),
+                              **{k: int(cfg[k]) for k in ("recal_images", "calib_images") if k in cfg})
+    budgets = [parse_budget(s["budget"]) for s in cfg["scenarios"]]  # bad budgets fail before any loading
+    sp = Specializer(sc_cfg, log=log)
+    scenarios = []
+    for s, b in zip(cfg["scenarios"], budgets):
+        for sc in parse_scenarios(sp.ds, ["+".join(s["superclasses"])], False, [b]):
+            if sc not in scenarios:
+                scenarios.append(sc)
+    plans = sp.plan(scenarios)
+    report = {"target": target, "deployed": [], "refused": []}
+    for plan in progress_bar(plans, progress, "deploy"):
+        m = sp.build(plan)
+        v = validate_folder(plan.dest, target, data=sc_cfg.data, adb_serial=cfg.get("adb_serial"),
+                            targets_file=targets_file, max_accuracy_gap=float(cfg.get("max_accuracy_gap", 1.0)))
+        rel = plan.scenario.relpath
+        if not v["passed"]:
+            why = "; ".join(v["failures"])
+            log(f"refusing to deploy {plan.scenario}: {why}")
+            report["refused"].append({"scenario": str(plan.scenario), "folder": str(plan.dest), "why": why})
+            continue
+        where = _push(target, plan.dest, rel, cfg, targets_file)
+        log(f"deployed {plan.scenario} ({m.arch}, {v['latency_ms']:.3f} ms, "
+            f"{v['accuracy_device_int8']:.1f}%) to {where}")
+        report["deployed"].append({"scenario": str(plan.scenario), "folder": str(plan.dest), "to": where,
+                                   "latency_ms": v["latency_ms"], "accuracy": v["accuracy_device_int8"]})
+    return report
