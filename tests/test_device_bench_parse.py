@@ -149,6 +149,34 @@ def test_runner_block_exact_stats_from_runs():
     assert (r.init_us, r.first_us, r.warmup_avg_us, r.inference_avg_us) == (500, 30, 21, 14.5)
 
 
+SKEWED_RUNS = [1000.0, 1010.0, 1020.0, 1030.0, 1040.0, 1050.0, 1070.0, 1400.0, 2500.0, 9000.0, 1005.0]
+
+
+def test_runner_block_skewed_runs_mean_median_p90_all_differ():
+    """A long tail (as on a phone with a background burst): mean, median and p90 are three different
+    numbers, checked against values computed here by hand (sorted runs, linear interpolation)."""
+    text = RUNNER_BLOCK.replace("10.0,11.0,12.0,13.0,14.0,15.0,16.0,17.0,18.0,19.0",
+                                ",".join(str(v) for v in SKEWED_RUNS))
+    r = parse_benchmark_output(text)
+    srt = sorted(SKEWED_RUNS)                      # 1000 1005 1010 1020 1030 1040 1050 1070 1400 2500 9000
+    assert r.median_us == 1040.0 == srt[5]
+    assert r.p90_us == pytest.approx(2500.0)     # k = 10 * 0.9 = 9 -> srt[9] exactly
+    assert r.avg_us == pytest.approx(sum(SKEWED_RUNS) / 11)  # 1920.45...
+    assert r.min_us == 1000.0 and r.max_us == 9000.0 and r.count == 11
+    assert len({r.median_us, r.p90_us, round(r.avg_us, 3)}) == 3
+    even = parse_benchmark_output(text.replace(",1005.0 graph", " graph"))   # 10 runs: median between two
+    assert even.median_us == pytest.approx((1040.0 + 1050.0) / 2)
+    assert even.p90_us == pytest.approx(2500.0 + 0.1 * (9000.0 - 2500.0))
+
+
+def test_count_line_median_differs_from_avg():
+    """benchmark_model's own count line with a median: the median is its median field, never its avg."""
+    text = MOBILENET.read_text().replace(
+        "avg=1.63488e+06 std=278532", "avg=1.63488e+06 std=278532 p5=1100000 median=1.2e+06 p95=2.1e+06")
+    r = parse_benchmark_output(text)
+    assert r.median_us == pytest.approx(1.2e6) and r.avg_us == pytest.approx(1.63488e6)
+
+
 def test_percentile_matches_numpy_linear():
     np = pytest.importorskip("numpy")
     vals = [5.0, 1.0, 9.0, 3.0, 7.5, 2.2, 8.8]
