@@ -33,15 +33,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def quartiles(values):
+    """min, q1, median, q3, max of ``values`` (inclusive quartiles)."""
     q = statistics.quantiles(values, n=4, method="inclusive")
     return {"min": min(values), "q1": q[0], "median": q[1], "q3": q[2], "max": max(values)}
 
 
 def r(x, n=3):
+    """``x`` rounded to ``n`` decimals, None stays None."""
     return None if x is None else round(float(x), n)
 
 
 def bench_transport(tmp: Path, pushes: int, echoes: int, size_mb: int) -> dict:
+    """Part 1: push/pull throughput (MB/s) and echo round trip (ms), android_runner vs Debian's adb, on one peer."""
     from adb_shell.auth.keygen import keygen
 
     from android_runner import Device
@@ -160,6 +163,8 @@ def bench_transport(tmp: Path, pushes: int, echoes: int, size_mb: int) -> dict:
 
 
 class socket_port:
+    """``with socket_port() as port``: a free loopback port, held until the block ends."""
+
     def __enter__(self):
         import socket
 
@@ -181,13 +186,14 @@ def pick_rows(rows, n):
 
 
 def bench_tables(tmp: Path, n_rows: int, chunk: int) -> dict:
+    """Part 2: the same ``n_rows`` table rows measured on the host and on a peer; their ratio's quartiles."""
     from android_runner.keys import load_keys
-    from testing.adb_peer import AdbPeer
     from device_bench import Protocol
     from edgeeas.adb_target import AdbTarget
     from edgeeas.latency import LatencyTable, export_row_models, measure_rows, model_cache_dir, table_rows
     from edgeeas.space import DEFAULT_SPACE
     from edgeeas.targets import HostTarget
+    from testing.adb_peer import AdbPeer
 
     rows = pick_rows(table_rows(DEFAULT_SPACE), n_rows)
     cache = model_cache_dir(DEFAULT_SPACE, ROOT / "targets")
@@ -230,6 +236,7 @@ def bench_tables(tmp: Path, n_rows: int, chunk: int) -> dict:
 
 
 def main(argv=None) -> int:
+    """Run both parts (``--skip-tables``: transport only) and write ``--out`` (JSON)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=20)
     ap.add_argument("--chunk", type=int, default=4)

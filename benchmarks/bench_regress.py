@@ -47,6 +47,7 @@ TOLS = [0.10, 0.20, 0.30]
 
 
 def loadavg() -> list[float]:
+    """The 1, 5 and 15 minute load averages, rounded."""
     return [round(x, 2) for x in os.getloadavg()]
 
 
@@ -65,6 +66,7 @@ def rejudge(base: dict, now: dict, tol: Tolerances) -> bool:
 
 
 def write_farm(folder: Path, serials: list[str], models: list[tuple[str, str]]) -> Path:
+    """``folder/farm.yaml`` with these devices and ``(key, path)`` models, and the benchmark's protocol."""
     f = folder / "farm.yaml"
     lines = [f"devices: [{', '.join(serials)}]", "models:"]
     lines += [f"  - {{name: {k}, path: {p}}}" for k, p in models]
@@ -73,6 +75,7 @@ def write_farm(folder: Path, serials: list[str], models: list[tuple[str, str]]) 
 
 
 def main() -> None:
+    """Run the three parts (see the module docstring) and write ``--out`` (JSON)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--walltime-reps", type=int, default=3)
@@ -80,9 +83,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from android_runner import ensure_user_key
-    from testing.adb_peer import AdbPeer
     from device_bench import host_fingerprint
     from edgeeas.utils import atomic_write_text, machine, versions
+    from testing.adb_peer import AdbPeer
 
     ensure_user_key()
     pub = Path.home() / ".android" / "adbkey.pub"

@@ -21,6 +21,20 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# Tests that need the trained tiny supernet (`tiny_run`: about 1.5 minutes to train once per session
+# on the loaded 2-core machine) or the tiny space's latency table (`tiny_bench`: real exports) are
+# slow: `pytest -m "not slow"` leaves them out, `make test` runs them all.
+SLOW_FIXTURES = {"tiny_run", "tiny_bench"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that uses a fixture of :data:`SLOW_FIXTURES` (directly or through another) slow."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def _data_path() -> Path | None:
     for cand in (os.environ.get("EDGEEAS_DATA"), ROOT / "data", ROOT.parent / "shared" / "data"):
         if cand and Path(cand).exists():
@@ -30,6 +44,7 @@ def _data_path() -> Path | None:
 
 @pytest.fixture(scope="session")
 def data_path() -> Path:
+    """The CIFAR-100 archive or folder ($EDGEEAS_DATA, ./data, ../shared/data); fails the test without it."""
     p = _data_path()
     if p is None:
         pytest.fail("CIFAR-100 not found: set EDGEEAS_DATA or run `make install` (links ./data to ../shared/data)")
@@ -38,6 +53,7 @@ def data_path() -> Path:
 
 @pytest.fixture(scope="session")
 def cifar(data_path):
+    """The loaded CIFAR-100 dataset (edgeeas.data.load_dataset), once per session."""
     from edgeeas.data import load_dataset
 
     return load_dataset(data_path)

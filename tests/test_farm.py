@@ -20,6 +20,7 @@ from testing.adb_peer import AdbPeer
 
 @pytest.fixture(scope="session")
 def tiny3():
+    """Three tiny int8 models (5, 5 and 10 outputs), built once per session."""
     from device_bench.testing import build_tiny_model
 
     return [build_tiny_model("int8", width=8, num_classes=5), build_tiny_model("int8", width=16, num_classes=5),
@@ -28,6 +29,7 @@ def tiny3():
 
 @pytest.fixture
 def models(tmp_path, tiny3):
+    """Copies of the three models in this test's folder (m0.tflite, m1.tflite, m2.tflite)."""
     out = []
     for i, m in enumerate(tiny3):
         out.append(tmp_path / f"m{i}.tflite")

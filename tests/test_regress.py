@@ -28,6 +28,7 @@ PROTO = "protocol: {threads: 1, num_runs: 100, warmup_runs: 5}\n"
 
 @pytest.fixture(scope="module")
 def models():
+    """Tiny int8 models by role: small, big (~5x the work), steady, sc (5 outputs, for a manifest)."""
     # "steady" models take ~0.1 ms, not ~6 us: at a few microseconds the timer and cache noise of a
     # loaded 2-core machine alone moves a median by 50 % (seen in a clean-clone CI run).
     return {"small": build_tiny_model("int8", width=8), "big": build_tiny_model("int8", width=64),

@@ -94,6 +94,7 @@ def _cli(args, env=None):
                           env={**os.environ, **(env or {})}, timeout=600)
 
 
+@pytest.mark.slow  # a real training subprocess killed and resumed: ~100 s on the loaded 2-core machine
 def test_kill_9_then_resume(data_path, tmp_path):
     out = tmp_path / "killed"
     args = ["train", "supernet", "--data", str(data_path), "--out", str(out), "--epochs", "1", "--batch-size", "16",

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import logging
 import os
 import threading
@@ -225,15 +224,17 @@ def model_entry(root: Path, written: str, name: str | None) -> ModelEntry:
 
 
 def _read_manifest(model: Path) -> dict | None:
-    """The ``manifest.json`` beside ``model`` as a dict, or None when there is none."""
+    """The ``manifest.json`` beside ``model`` (:func:`edgeeas.manifest.read_manifest`, upgraded to
+    the current format) as a dict, or None when there is none."""
+    from ..manifest import read_manifest
+
     mf = model.with_name("manifest.json")
     if not mf.is_file():
         return None
     try:
-        d = json.loads(mf.read_text())
-    except (OSError, ValueError) as e:
-        raise RegressUsageError(f"manifest {mf}: not readable JSON ({' '.join(str(e).split())})") from None
-    return d if isinstance(d, dict) else None
+        return read_manifest(mf).to_dict()
+    except EdgeeasError as e:
+        raise RegressUsageError(" ".join(str(e).split())) from None
 
 
 def build_targets(farm: Farm, protocol_override: dict | None = None) -> list:

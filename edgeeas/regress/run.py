@@ -98,6 +98,7 @@ def _eval_set(model: ModelEntry, ev: dict, data: str | None, dataset_cache: dict
     """The evaluation inputs of ``model`` under the settings ``ev`` (``seed``, ``random_inputs``,
     ``max_images``); the dataset is loaded once into ``dataset_cache``."""
     from ..export import tflite_info
+    from ..manifest import ModelManifest, model_inputs
 
     info = tflite_info(model.path)
     row_shape = tuple(info.input_shape[1:]) if info.input_shape and info.input_shape[0] == 1 else tuple(info.input_shape)
@@ -109,27 +110,9 @@ def _eval_set(model: ModelEntry, ev: dict, data: str | None, dataset_cache: dict
 
             dataset_cache["ds"] = load_dataset(data)
         ds = dataset_cache["ds"]
-        classes = [int(c) for c in mf["classes"]]
-        idx = np.flatnonzero(np.isin(ds.test.labels, classes))
-        if ev.get("max_images") and len(idx) > ev["max_images"]:
-            idx = np.sort(np.random.default_rng(ev["seed"]).choice(idx, ev["max_images"], replace=False))
-        imgs = ds.test.images[idx].astype(np.float32) / 255.0          # NCHW in [0, 1]
-        inp = mf.get("input") or {}
-        mean = np.asarray(inp.get("mean") or (0.0, 0.0, 0.0), np.float32)
-        std = np.asarray(inp.get("std") or (1.0, 1.0, 1.0), np.float32)
-        if mean.max() > 1.0 or std.max() > 1.0:  # given in 0..255 units
-            mean, std = mean / 255.0, std / 255.0
-        x = (imgs - mean.reshape(1, 3, 1, 1)) / std.reshape(1, 3, 1, 1)
-        if row_shape[-1] == 3 and x.shape[1:] != row_shape:     # NHWC model
-            x = x.transpose(0, 2, 3, 1)
-        if dtype.kind in "iu":
-            lim = np.iinfo(dtype)
-            x = np.clip(np.round(x / info.input_scale) + info.input_zero_point, lim.min, lim.max).astype(dtype)
-        else:
-            x = x.astype(dtype)
-        if x.shape[1:] != row_shape:
-            raise EdgeeasError(f"{model.key}: manifest images give rows {list(x.shape[1:])} but the model takes "
-                               f"{list(row_shape)}")
+        # one path from manifest + dataset to the model's inputs (edgeeas.manifest.model_inputs)
+        mx = model_inputs(ModelManifest.from_dict(mf), ds, info, sample=ev.get("max_images") or 0, seed=ev["seed"])
+        x, idx, classes = mx.inputs, mx.indices, mx.classes
         return EvalSet("labels", np.ascontiguousarray(x), ds.test.labels[idx], classes,
                        {"images": int(len(idx)), "classes": classes, "dataset": getattr(ds, "fingerprint", "")})
     rng = np.random.default_rng(ev["seed"])
@@ -317,6 +300,7 @@ def run_regress(farm: Farm, baseline_path: str | os.PathLike, *, update: bool = 
     Raises:
         RegressUsageError: a bad farm or baseline, a missing model file, or a farm that does not
             match its baseline (a device, a model or an evaluation mode it has no record of).
+        EdgeeasError: a device entry that cannot be resolved to a target (see :func:`build_targets`).
     """
     t0 = time.monotonic()
     baseline_path = Path(baseline_path)

@@ -101,14 +101,19 @@ class Stream:
         self.closed = False
         self.on_close = None  # called once when the stream ends (kill the process, ...)
 
-    # host → device
     def okay(self) -> None:
+        """The host acknowledged our last WRTE (host → device OKAY): the next one may go."""
         with self._cv:
             self._can_send = True
             self._cv.notify_all()
 
-    # device → host, one WRTE at a time, each waiting for the host's OKAY
     def write(self, data: bytes) -> None:
+        """Send ``data`` to the host in WRTE packets of at most the host's payload size, each
+        waiting for the host's OKAY.
+
+        Raises:
+            StreamClosed: the stream or the connection closed meanwhile.
+        """
         view = memoryview(data)
         step = self.conn.max_payload
         for off in range(0, len(view), step):
@@ -126,6 +131,7 @@ class Stream:
             self.conn.send(A_CLSE, self.local_id, self.remote_id)
 
     def host_closed(self) -> None:
+        """The connection went away: mark the stream closed without sending CLSE."""
         self._mark_closed()
 
     def _mark_closed(self) -> bool:
@@ -153,6 +159,7 @@ class InboundReader:
         self.eof = False
 
     def read(self, n: int) -> bytes | None:
+        """Exactly ``n`` bytes, waiting for more WRTE payloads; None when the stream ends first."""
         while len(self.buf) < n and not self.eof:
             chunk = self.stream.inbound.get()
             if chunk is None:
@@ -217,6 +224,7 @@ class Connection:
         return bytes(buf)
 
     def forget(self, local_id: int) -> None:
+        """Drop stream ``local_id`` (it closed)."""
         with self.streams_lock:
             self.streams.pop(local_id, None)
 
