@@ -24,7 +24,7 @@ Example::
 
     m = read_manifest("out/host/vehicles_1/3ms/manifest.json")
     m.budget.latency_ms, m.input.mean_0_1, m.accuracy.host_int8_pct
-    x = model_inputs(m, load_dataset(None))      # int8 NHWC [N,32,32,3] test images of its classes
+    mx = model_inputs(m, load_dataset(None))     # mx.inputs: int8 NHWC [N,32,32,3] test images of its classes
 """
 from __future__ import annotations
 
@@ -82,10 +82,13 @@ class BudgetSpec:
         return cls(str(b), madds=int(round(float(b.value) * 1e6)))
 
     def to_dict(self) -> dict:
+        """``{"text", "kind", "latency_ms", "madds"}`` (the unused unit is null)."""
         return {"text": self.text, "kind": self.kind, "latency_ms": self.latency_ms, "madds": self.madds}
 
     @classmethod
     def from_dict(cls, d: dict, legacy: bool = False) -> "BudgetSpec":
+        """Parse :meth:`to_dict`'s form, or with ``legacy`` format /1's ``{"kind", "value", "text",
+        "unit"}``.  Raises ``KeyError``/``ValueError`` (:meth:`ModelManifest.from_dict` words them)."""
         if not legacy:
             spec = cls(str(d["text"]), _opt(float, d.get("latency_ms")), _opt(int, d.get("madds")))
         else:  # /1: {"kind", "value" in the budget's unit, "text", "unit"}; MAdds were in millions ("M")
@@ -187,12 +190,15 @@ class InputSpec:
         return np.ascontiguousarray(x)
 
     def to_dict(self) -> dict:
+        """The JSON form, with ``preprocess`` spelling the formula out for readers in other languages."""
         return {"layout": self.layout, "shape": list(self.shape), "dtype": self.dtype, "scale": self.scale,
                 "zero_point": self.zero_point, "mean_0_1": list(self.mean_0_1), "std_0_1": list(self.std_0_1),
                 "preprocess": PREPROCESS}
 
     @classmethod
     def from_dict(cls, d: dict, legacy: bool = False) -> "InputSpec":
+        """Parse :meth:`to_dict`'s form (``legacy``: format /1's ``mean``/``std``, also on 0..1).
+        Raises ``ValueError`` for a normalization off the 0..1 scale."""
         mean, std = (d.get("mean"), d.get("std")) if legacy else (d.get("mean_0_1"), d.get("std_0_1"))
         return cls(str(d.get("layout", "NHWC")), tuple(d.get("shape") or ()), str(d.get("dtype", "int8")),
                    _opt(float, d.get("scale")), _opt(int, d.get("zero_point")), tuple(mean or ()), tuple(std or ()))
@@ -210,15 +216,18 @@ class OutputSpec:
 
     @classmethod
     def from_export(cls, info) -> "OutputSpec":
+        """From an :class:`edgeeas.export.ExportInfo`."""
         return cls(tuple(int(v) for v in info.output_shape), info.output_dtype, float(info.output_scale),
                    int(info.output_zero_point))
 
     def to_dict(self) -> dict:
+        """The JSON form (plus ``meaning``)."""
         return {"shape": list(self.shape), "dtype": self.dtype, "scale": self.scale, "zero_point": self.zero_point,
                 "meaning": "logits over classes, in this order"}
 
     @classmethod
     def from_dict(cls, d: dict, legacy: bool = False) -> "OutputSpec":
+        """Parse :meth:`to_dict`'s form (the same in format /1)."""
         return cls(tuple(int(v) for v in d.get("shape") or ()), str(d.get("dtype", "int8")),
                    _opt(float, d.get("scale")), _opt(int, d.get("zero_point")))
 
@@ -247,10 +256,13 @@ class AccuracySpec:
                "int8_float_agreement": "int8_float_agreement_pct"}
 
     def to_dict(self) -> dict:
+        """The fields as a JSON object."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict, legacy: bool = False) -> "AccuracySpec":
+        """Parse :meth:`to_dict`'s form (``legacy``: format /1's names without units); unknown keys
+        are dropped.  Raises ``ValueError`` for a non-number."""
         if legacy:
             d = {cls._LEGACY.get(k, k): v for k, v in d.items()}
         names = {f.name for f in dataclasses.fields(cls)}

@@ -82,10 +82,12 @@ class Scenario:
 
     @property
     def name(self) -> str:
+        """``vehicles_1`` or ``fish+flowers``."""
         return "+".join(self.superclasses)
 
     @property
     def relpath(self) -> Path:
+        """The scenario's folder under ``OUT/TARGET``: ``vehicles_1/3ms``."""
         return Path(self.name) / str(self.budget)
 
     def __str__(self) -> str:
@@ -243,6 +245,8 @@ class Specializer:
 
     # ---- identities ------------------------------------------------------------------------
     def supernet_identity(self) -> dict:
+        """What the manifest records of the supernet: path, sha256 of the file, fingerprint of
+        the weights, epochs done and the command that trained it."""
         m = self.net_meta or {}
         if not hasattr(self, "_net_sha"):
             self._net_sha = sha256_file(self.supernet_path)
@@ -250,6 +254,7 @@ class Specializer:
                 "epochs_done": m.get("epochs_done"), "command": m.get("command")}
 
     def dataset_identity(self) -> dict:
+        """What the manifest records of the dataset: name, source and content fingerprint."""
         return {"name": self.ds.name, "source": self.ds.source, "fingerprint": self.ds.fingerprint}
 
     # ---- cost models -------------------------------------------------------------------------

@@ -28,6 +28,7 @@ class OneLineErrors:
     usage_dump = True
 
     def make_context(self, info_name, args, parent=None, **extra):
+        """click's, with a parsing error's usage dump dropped unless ``usage_dump``."""
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as e:
@@ -36,6 +37,7 @@ class OneLineErrors:
             raise
 
     def invoke(self, ctx):
+        """click's, with the project's errors turned into one-line click errors (see the module)."""
         try:
             return super().invoke(ctx)
         except click.ClickException:
@@ -69,9 +71,11 @@ class LazyGroup(OneLineErrors, click.Group):
         return [n for n, target in self.lazy.items() if importlib.util.find_spec(target.split(":")[0]) is not None]
 
     def list_commands(self, ctx):
+        """The group's own commands and the lazy ones that are installed, sorted."""
         return sorted(set(super().list_commands(ctx)) | set(self._lazy_available()))
 
     def get_command(self, ctx, name):
+        """The command ``name``, importing its module on first use; None if there is none."""
         cmd = super().get_command(ctx, name)
         if cmd is None and name in self._lazy_available():
             mod, attr = self.lazy[name].split(":")

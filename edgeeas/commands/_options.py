@@ -26,12 +26,14 @@ class StrategyChoice(click.Choice):
 
     @property
     def choices(self):
+        """The registered names, in registration order."""
         from ..search import list_strategies
 
         return tuple(list_strategies())
 
     @choices.setter
-    def choices(self, value):  # click.Choice.__init__ assigns; the registry is the source
+    def choices(self, value):
+        """Ignored: click.Choice.__init__ assigns it; the registry is the source."""
         pass
 
 

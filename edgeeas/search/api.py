@@ -46,6 +46,7 @@ class SearchResult:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """JSON-ready: ``arch`` as its string, costs rounded, ``extra`` merged in."""
         return {"strategy": self.strategy, "arch": str(self.arch), "predicted_cost": round(self.predicted_cost, 5),
                 "budget": self.budget, "unit": self.unit,
                 "score": None if self.score is None else round(self.score, 3),
@@ -89,6 +90,8 @@ class SearchContext:
 
     # ---- scenarios ---------------------------------------------------------------------
     def superclass_ids(self, superclasses) -> list[int]:
+        """Names or ids (one or several) -> sorted superclass ids; :class:`EdgeeasUsageError` for
+        none, an unknown name or an id out of range."""
         if isinstance(superclasses, (str, int)):
             superclasses = [superclasses]
         ids = sorted({s if isinstance(s, int) else self.ds.superclass_id(s) for s in superclasses})
@@ -100,14 +103,18 @@ class SearchContext:
         return ids
 
     def num_classes(self, superclasses: list[int]) -> int:
+        """Fine classes of the scenario: the rows of its head."""
         return sum(len(self.ds.classes_of(s)) for s in superclasses)
 
     def describe(self, superclasses: list[int]) -> str:
+        """``"target host, fish"`` or ``"MAdds, fish+flowers"`` for messages."""
         what = "MAdds" if self.unit == "M" else f"target {self.cost_name}"
         return f"{what}, {'+'.join(self.ds.superclasses[s] for s in superclasses)}"
 
     # ---- fitness -----------------------------------------------------------------------
     def fitness_fn(self, superclasses: list[int], mode: str | None = None) -> Callable[[list[Arch]], list[float]]:
+        """A function scoring architectures by accuracy on the scenario, in %: ``"direct"``
+        (measured on held-out images) or ``"predictor"`` (default ``self.fitness``)."""
         mode = mode or self.fitness
         if mode == "direct":
             return lambda archs: [self.evaluator.accuracy(a, superclasses) for a in archs]
@@ -125,6 +132,8 @@ class SearchContext:
         raise EdgeeasUsageError(f"unknown fitness {mode!r}; expected 'predictor' or 'direct'")
 
     def accuracy_data(self) -> AccuracyData:
+        """The measured (architecture, scenario, accuracy) records, cached in ``cache_dir`` under
+        a key of the supernet and the evaluation protocol."""
         if self._data is None:
             import hashlib
             import json

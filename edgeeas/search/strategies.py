@@ -48,6 +48,8 @@ def _scorer(ctx, sc, fitness):
 
 @register_strategy("generator", help="one forward pass", style=("tab:red", "o"), needs_generator=True)
 def generator_strategy(ctx, sc, budget, nc, *, generator=None):
+    """One forward pass of ``generator`` (default ``ctx.generator``), trained for ``ctx``'s cost
+    model; raises :class:`GeneratorError` for another cost model."""
     g = generator or ctx.generator
     if g is None:
         raise EdgeeasUsageError("the generator strategy needs a trained generator (--generator PATH; "
@@ -66,6 +68,7 @@ def generator_strategy(ctx, sc, budget, nc, *, generator=None):
 def evolution(ctx, sc, budget, nc, *, population: int = 100, parent_ratio: float = 0.25,
               mutation_ratio: float = 0.5, mutate_prob: float = 0.1, evaluations: int = 500,
               fitness: str | None = None, seed: int | None = None):
+    """Once-for-all's evolution (see the module); ``evaluations`` fitness evaluations in all."""
     if population < 2 or not 0 < parent_ratio < 1 or not 0 <= mutation_ratio <= 1 or evaluations < population:
         raise EdgeeasUsageError(f"evolution needs population >= 2, 0 < parent_ratio < 1, 0 <= mutation_ratio <= 1 "
                                 f"and evaluations >= population (got {population}, {parent_ratio}, "
@@ -135,6 +138,7 @@ def evolution(ctx, sc, budget, nc, *, population: int = 100, parent_ratio: float
 @register_strategy("random", style=("tab:gray", "^"),
                    settings=lambda s: {"samples": s.evaluations, "fitness": s.fitness})
 def random_search(ctx, sc, budget, nc, *, samples: int = 500, fitness: str | None = None, seed: int | None = None):
+    """The fittest of ``samples`` random architectures that fit."""
     if samples < 1:
         raise EdgeeasUsageError(f"random search needs samples >= 1, got {samples}")
     rng = random.Random(f"{ctx.seed if seed is None else seed}:random:{sc}:{budget!r}")
