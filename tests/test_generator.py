@@ -44,10 +44,10 @@ def budget_gen(net, cifar):
                            GeneratorConfig(steps=250, acc_weight=0.0, cost_batch=32, checkpoint_every=0))
 
 
-def test_a_few_real_steps_with_the_accuracy_term(net, cifar):
+def test_a_few_real_steps_with_the_supernet_accuracy_term(net, cifar):
     before = supernet_fingerprint(net)
     g = train_generator(net, cifar, MaddsCost(net.space),
-                        GeneratorConfig(steps=3, batch_size=12, cost_batch=4, checkpoint_every=0))
+                        GeneratorConfig(steps=3, batch_size=12, cost_batch=4, checkpoint_every=0, accuracy="supernet"))
     hist = g.meta["history_tail"]
     assert len(hist) == 3
     assert all(np.isfinite(h["loss"]) and 0 < h["ce"] < 20 for h in hist)

@@ -66,9 +66,11 @@ from .cost import CostTable, Genome, cost_identity
 from .fitness import Evaluator, supernet_fingerprint
 
 __all__ = ["GeneratorConfig", "ArchGenerator", "Generator", "GeneratorError", "train_generator",
+           "predictor_accuracy_model",
            "load_generator", "save_generator", "FORMAT"]
 
 FORMAT = "edgeeas-generator/1"
+PRED_SCALE = 20.0  # predictor term: accuracy fraction -> loss units (see train_generator)
 
 
 class GeneratorError(EdgeeasError):
@@ -82,12 +84,14 @@ class GeneratorConfig:
     cost_batch: int = 64           # extra scenarios per step for the budget term only
     lr: float = 2e-3
     hidden: int = 256
-    acc_weight: float = 1.0
+    accuracy: str = "predictor"    # "predictor" (every scenario of a step) or "supernet" (one scenario's CE)
+    acc_weight: float = 1.0        # weight of the accuracy term (0: the budget term alone)
     lat_weight: float = 10.0
     util_weight: float = 1.0
     tau_start: float = 2.0
     tau_end: float = 0.3
     multi_prob: float = 0.2        # share of scenarios with 2-3 superclasses
+    blind: bool = False            # ablation: the superclass input is zeroed (a superclass-blind generator)
     seed: int = 0
     checkpoint_every: int = 100
     threads: int = 0
@@ -95,8 +99,13 @@ class GeneratorConfig:
 
 
 class ArchGenerator(nn.Module):
-    def __init__(self, space: SearchSpace, n_superclasses: int, hidden: int = 256):
+    """MLP: (multi-hot superclasses (B,n), budget in [0,1] (B,)) -> logits of every decision:
+    depth (B,S,nd), expand (B,S,D,ne), kernel (B,S,D,nk).  ``blind`` zeroes the superclass input
+    (an ablation: the same generator without conditioning)."""
+
+    def __init__(self, space: SearchSpace, n_superclasses: int, hidden: int = 256, blind: bool = False):
         super().__init__()
+        self.blind = blind
         self.S, self.D = space.num_stages, space.max_depth
         self.nd, self.ne, self.nk = len(space.depths), len(space.expands), len(space.kernels)
         self.n_superclasses = n_superclasses
@@ -107,6 +116,8 @@ class ArchGenerator(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, multi_hot: torch.Tensor, budget01: torch.Tensor):
+        if self.blind:
+            multi_hot = torch.zeros_like(multi_hot)
         z = self.net(torch.cat([multi_hot, 2 * budget01[:, None] - 1], 1))
         B, S, D = z.shape[0], self.S, self.D
         i = S * self.nd
@@ -196,16 +207,55 @@ def _scenario(rng: random.Random, table: CostTable, n_sup: int, cps: list[int], 
     return sc, nc, rng.uniform(lo, hi)
 
 
+def predictor_accuracy_model(predictor, table: CostTable):
+    """An accuracy model for :func:`train_generator` from an :class:`AccuracyPredictor` (trained on
+    measured subnets, superclasses as input): ``(multi_hot, wd, we, wk) -> (B,)`` predicted
+    accuracy fraction, differentiable in the decision weights (:func:`soft_encode`)."""
+    from .fitness import soft_encode
+
+    active = torch.as_tensor(table.active, dtype=torch.float32)
+    predictor = predictor.eval()
+    predictor.requires_grad_(False)
+
+    def model(multi_hot, wd, we, wk):
+        return predictor(soft_encode(wd, we, wk, multi_hot, active))
+    return model
+
+
 def train_generator(supernet, ds, cost, cfg: GeneratorConfig | None = None, *, cost_name: str | None = None,
                     out: str | os.PathLike | None = None, resume: bool = False, progress: bool = False,
-                    log=None) -> Generator:
-    """Train a generator for ``cost`` against the frozen ``supernet`` on ``ds``'s training images.
+                    log=None, accuracy_model=None, accuracy_identity: dict | None = None) -> Generator:
+    """Train a generator for ``cost`` against the frozen ``supernet`` on ``ds``'s superclasses.
+
+    The accuracy term (``cfg.accuracy``):
+
+    * ``"predictor"`` (default): ``accuracy_model(multi_hot, wd, we, wk) -> (B,)`` accuracy
+      fractions, differentiable in the straight-through decision weights (e.g.
+      :func:`predictor_accuracy_model` of an accuracy predictor fitted on measured held-out
+      accuracies per superclass).  Every scenario of a step (``1 + cost_batch``, across all
+      superclasses) gets an accuracy gradient, so the superclass input is trained at every step.
+      ``accuracy_identity`` (e.g. the predictor data's key) is recorded in the generator file.
+    * ``"supernet"``: the frozen supernet's cross-entropy on a batch of one scenario's training
+      images per step, GDAS-style (the method up to edgeeas 0.1).  Measured on the shipped
+      supernet, its superclass input barely mattered: one noisy single-sample gradient per step for
+      one superclass, against a budget term over 65 scenarios (see ``benchmarks/bench_generator.py``).
 
     With ``out``, checkpoints ``<out>.ckpt`` atomically every ``cfg.checkpoint_every`` steps (a
     rerun with ``resume=True`` continues the same step sequence) and writes the generator to
-    ``out`` at the end.  ``cfg.acc_weight = 0`` trains on the budget term alone (no images).
+    ``out`` at the end.  A zero accuracy weight trains on the budget term alone.
+
+    Raises:
+        GeneratorError: unknown ``cfg.accuracy``, predictor mode without an accuracy model, a
+            checkpoint of another run, or divergence.
     """
     cfg = cfg or GeneratorConfig()
+    if cfg.accuracy not in ("predictor", "supernet"):
+        raise GeneratorError(f"unknown generator accuracy term {cfg.accuracy!r}; expected 'predictor' or 'supernet'")
+    use_pred = cfg.accuracy == "predictor" and cfg.acc_weight > 0
+    use_ce = cfg.accuracy == "supernet" and cfg.acc_weight > 0
+    if use_pred and accuracy_model is None:
+        raise GeneratorError("the predictor accuracy term needs an accuracy model (measured subnets); "
+                             "use `edgeeas train generator`, which measures them, or --accuracy supernet")
     log = log or (lambda m: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -216,18 +266,19 @@ def train_generator(supernet, ds, cost, cfg: GeneratorConfig | None = None, *, c
     n_sup = ds.num_superclasses
     cps = [len(ds.classes_of(s)) for s in range(n_sup)]
     torch.manual_seed(cfg.seed)
-    model = ArchGenerator(space, n_sup, cfg.hidden)
+    model = ArchGenerator(space, n_sup, cfg.hidden, blind=cfg.blind)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, history = 0, []
     identity = {"supernet_fingerprint": net_fp, "cost": ident, "superclasses": list(ds.superclasses),
                 "space": space.to_dict()}
+    acc_ident = {"accuracy": cfg.accuracy, **(accuracy_identity or {})}
     ckpt = Path(f"{out}.ckpt") if out else None
     if ckpt is not None and ckpt.exists():
         if not resume:
             raise GeneratorError(f"an unfinished generator run is at {ckpt}: rerun with --resume, or delete it")
         ck = _load(ckpt, "generator checkpoint")
-        for key in ("supernet_fingerprint", "cost", "superclasses", "space"):
-            if ck.get(key) != identity[key]:
+        for key, want in {**identity, "accuracy_identity": acc_ident}.items():
+            if ck.get(key) != want:
                 raise GeneratorError(f"{ckpt} was started with another {key.replace('_', ' ')}; delete it to start over")
         model.load_state_dict(ck["state_dict"])
         opt.load_state_dict(ck["optimizer"])
@@ -238,7 +289,7 @@ def train_generator(supernet, ds, cost, cfg: GeneratorConfig | None = None, *, c
     net = None
     evaluator = Evaluator(supernet, ds, val_images=cfg.val_images, seed=cfg.seed)
     pools = {}
-    if cfg.acc_weight > 0:
+    if use_ce:
         net = copy.deepcopy(supernet).train()
         net.requires_grad_(False)
     table_t = torch.as_tensor(table.table, dtype=torch.float32)
@@ -246,7 +297,8 @@ def train_generator(supernet, ds, cost, cfg: GeneratorConfig | None = None, *, c
 
     def save_ckpt(step: int) -> None:
         if ckpt is not None:
-            atomic_torch_save({"format": FORMAT + "-ckpt", **identity, "state_dict": model.state_dict(),
+            atomic_torch_save({"format": FORMAT + "-ckpt", **identity, "accuracy_identity": acc_ident,
+                               "state_dict": model.state_dict(),
                                "optimizer": opt.state_dict(), "step": step, "config": asdict(cfg),
                                "history": history}, ckpt)
             _write_history(Path(f"{out}.csv"), history)
@@ -280,7 +332,11 @@ def train_generator(supernet, ds, cost, cfg: GeneratorConfig | None = None, *, c
         rs = expected_cost(table_t, active, fixed, wd, we, wk) / budgets
         lat = sum((cfg.lat_weight * F.relu(q - 1) + cfg.util_weight * F.relu(1 - q)).mean() for q in (r, rs)) / 2
         ce = torch.zeros(())
-        if cfg.acc_weight > 0:
+        pred_acc = torch.zeros(())
+        if use_pred:
+            # Predicted accuracy of every sampled architecture for its own scenario.
+            pred_acc = accuracy_model(mh, wd, we, wk).mean()
+        if use_ce:
             sc, nc, _ = scen[0]
             key = tuple(sc)
             if key not in pools:
@@ -302,7 +358,9 @@ def train_generator(supernet, ds, cost, cfg: GeneratorConfig | None = None, *, c
             feats = _st_forward(net, x, wd[0], we[0], wk[0], space)
             logits = net.head(feats)[:n_sc, classes]
             ce = F.cross_entropy(logits, y)
-        loss = cfg.acc_weight * ce + lat
+        # Predictor: -acc_weight * PRED_SCALE * accuracy fraction, so that 5 points of accuracy weigh
+        # as much as 10 % over budget (lat_weight 10).  Supernet: acc_weight * cross-entropy.
+        loss = cfg.acc_weight * (ce if use_ce else -PRED_SCALE * pred_acc if use_pred else 0.0) + lat
         if not torch.isfinite(loss):
             raise GeneratorError(f"generator training diverged at step {step} (loss {loss.item()}); "
                                  f"try a smaller --lr")
@@ -310,12 +368,14 @@ def train_generator(supernet, ds, cost, cfg: GeneratorConfig | None = None, *, c
         loss.backward()
         opt.step()
         rec = {"step": step + 1, "loss": round(loss.item(), 5), "ce": round(ce.item(), 5),
+               "pred_acc": round(100 * pred_acc.item(), 3),
                "ratio": round(r.mean().item(), 4), "over": round((r > 1).float().mean().item(), 4),
                "tau": round(tau, 4)}
         history.append(rec)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(ce=f"{rec['ce']:.3f}", ratio=f"{rec['ratio']:.3f}")
+            bar.set_postfix(**({"pred_acc": f"{rec['pred_acc']:.2f}"} if use_pred else {"ce": f"{rec['ce']:.3f}"}),
+                            ratio=f"{rec['ratio']:.3f}")
         if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             save_ckpt(step + 1)
     if bar is not None:
@@ -324,6 +384,7 @@ def train_generator(supernet, ds, cost, cfg: GeneratorConfig | None = None, *, c
     meta = {"config": asdict(cfg), "steps_done": cfg.steps, "seconds": round(time.time() - t0, 1),
             "history_tail": history[-20:], "versions": versions(), "command": command_line(),
             "dataset": ds.name, "dataset_fingerprint": ds.fingerprint, "classes_per_superclass": cps}
+    meta["accuracy_identity"] = acc_ident
     g = Generator(model, space, table, list(ds.superclasses), cps, {**identity, **meta})
     if out is not None:
         save_generator(g, out)
@@ -349,7 +410,8 @@ def _write_history(path: Path, history: list[dict]) -> None:
 def save_generator(g: Generator, path: str | os.PathLike) -> None:
     m = g.model
     atomic_torch_save({"format": FORMAT, "state_dict": m.state_dict(),
-                       "model": {"n_superclasses": m.n_superclasses, "hidden": m.net[0].out_features},
+                       "model": {"n_superclasses": m.n_superclasses, "hidden": m.net[0].out_features,
+                                 "blind": m.blind},
                        **{k: g.meta[k] for k in ("supernet_fingerprint", "cost", "superclasses", "space")},
                        "meta": {k: v for k, v in g.meta.items()
                                 if k not in ("supernet_fingerprint", "cost", "superclasses", "space")}},
@@ -394,7 +456,7 @@ def load_generator(path: str | os.PathLike, supernet, cost, ds=None, cost_name: 
         raise GeneratorError(f"{path} was trained on superclasses {ck.get('superclasses', [])[:3]}..., "
                              f"the dataset has {list(ds.superclasses)[:3]}...")
     spec = ck.get("model", {})
-    model = ArchGenerator(space, int(spec["n_superclasses"]), int(spec["hidden"]))
+    model = ArchGenerator(space, int(spec["n_superclasses"]), int(spec["hidden"]), bool(spec.get("blind", False)))
     try:
         model.load_state_dict(ck["state_dict"])
     except (RuntimeError, KeyError) as e:
