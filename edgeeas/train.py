@@ -274,6 +274,8 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
     it = epoch * spe + step_in_epoch
     last_save = time.time()
     arch_rng_base = f"{cfg.seed}:arch"
+    if rank == 0 and resume:
+        _cut_steps_log(out / "steps.jsonl", epoch, step_in_epoch)
     steps_log = open(out / "steps.jsonl", "a") if rank == 0 else None
     try:
         while epoch < cfg.epochs:
@@ -384,6 +386,23 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
             import torch.distributed as dist
             dist.destroy_process_group()
     return out / "supernet.pt"
+
+
+def _cut_steps_log(path: Path, epoch: int, step: int) -> None:
+    """Drop the records of steps at or after (epoch, step), the checkpoint a resume starts from:
+    a killed run may have logged steps its checkpoint does not hold, which the resume repeats.
+    A torn last line (killed mid-write) is dropped too.  Rewritten atomically."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if (int(rec["epoch"]), int(rec["step"])) < (epoch, step):
+            keep.append(line + "\n")
+    atomic_write_text(path, "".join(keep))
 
 
 def _all_reduce_sum(values: list[float], world: int, device=None) -> list[float]:
