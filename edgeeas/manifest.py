@@ -345,11 +345,12 @@ class ModelManifest:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelManifest":
+    def from_dict(cls, d: dict, *, strict: bool = False) -> "ModelManifest":
         """Parse (and upgrade) a manifest object.
 
-        Reads :data:`MANIFEST_FORMAT`, the legacy :data:`LEGACY_FORMATS` and hand-written dicts
-        without ``format`` (read as legacy); the result is always the current format.
+        Reads :data:`MANIFEST_FORMAT`, the legacy :data:`LEGACY_FORMATS` and, unless ``strict``,
+        hand-written dicts without ``format`` (read as legacy); the result is always the current
+        format.
 
         Raises:
             ManifestError: another format, or a field of the wrong type or unit (the message
@@ -358,6 +359,8 @@ class ModelManifest:
         if not isinstance(d, dict):
             raise ManifestError(f"expected a JSON object, got {type(d).__name__}")
         fmt = d.get("format")
+        if strict and fmt is None:
+            raise ManifestError("no 'format': not a manifest written by edgeeas specialize")
         if fmt is not None and fmt != MANIFEST_FORMAT and fmt not in LEGACY_FORMATS:
             raise ManifestError(f"unknown manifest format {fmt!r}; expected {MANIFEST_FORMAT!r} "
                                 f"(or {', '.join(map(repr, LEGACY_FORMATS))})")
@@ -392,8 +395,9 @@ class ModelManifest:
         return cls(**kw)
 
 
-def read_manifest(path: str | Path) -> ModelManifest:
-    """The manifest at ``path`` (any format :meth:`ModelManifest.from_dict` reads), upgraded.
+def read_manifest(path: str | Path, *, strict: bool = False) -> ModelManifest:
+    """The manifest at ``path`` (any format :meth:`ModelManifest.from_dict` reads; with ``strict``
+    only those that name their format), upgraded.
 
     Raises:
         EdgeeasUsageError: the file cannot be read (missing, permissions).
@@ -410,7 +414,7 @@ def read_manifest(path: str | Path) -> ModelManifest:
     if not isinstance(data, dict):
         raise ManifestError(f"manifest {path}: expected a JSON object, got {type(data).__name__}")
     try:
-        return ModelManifest.from_dict(data)
+        return ModelManifest.from_dict(data, strict=strict)
     except ManifestError as e:
         raise ManifestError(f"manifest {path}: {e}") from None
 

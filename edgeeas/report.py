@@ -12,14 +12,14 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import EdgeeasUsageError
-from .manifest import LEGACY_FORMATS, MANIFEST_FORMAT, ManifestError, ModelManifest
+from .errors import EdgeeasError, EdgeeasUsageError
+from .manifest import ModelManifest, read_manifest
 from .validation import MANIFEST, MODEL, VALIDATION, validate_folder
 
 __all__ = ["find_models", "pareto_front", "plot_pareto", "strategy_style", "build_report"]
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_validation(path: Path) -> dict | None:
     import json
 
     try:
@@ -51,14 +51,11 @@ def find_models(out_dirs, target: str) -> list[dict]:
             rel = mf.parent.relative_to(root)
             if any(part.startswith(".") for part in rel.parts) or not (mf.parent / MODEL).is_file():
                 continue
-            raw = _read_json(mf)
-            if not raw or raw.get("format") not in (MANIFEST_FORMAT, *LEGACY_FORMATS):
-                continue
             try:
-                m = ModelManifest.from_dict(raw)
-            except ManifestError:
+                m = read_manifest(mf, strict=True)
+            except EdgeeasError:  # not an edgeeas model, or unreadable: not listed
                 continue
-            v = _read_json(mf.parent / VALIDATION)
+            v = _read_validation(mf.parent / VALIDATION)
             if v and v.get("model_sha256") != (m.files.get(MODEL) or {}).get("sha256"):
                 v = None  # validated another model that once lived here
             found.append({"folder": mf.parent, "rel": rel, "manifest": m, "validation": v})

@@ -62,6 +62,8 @@ def test_hand_written_manifests_load():
     assert m.budget.latency_ms == 1e-6 and m.budget.text == "1e-06ms" and m.budget.madds is None
     assert m.input.mean_0_1 == pytest.approx(MEAN) and m.input.scale is None
     assert ModelManifest.from_dict({}).input_spec() == InputSpec()
+    with pytest.raises(ManifestError, match="no 'format'"):  # how the report tells a model folder
+        ModelManifest.from_dict({"classes": [1]}, strict=True)
 
 
 @pytest.mark.parametrize("bad, why", [
