@@ -144,20 +144,48 @@ class SearchContext:
             self._data = AccuracyData(path, key)
         return self._data
 
-    def predictor(self, superclasses: list[int]) -> AccuracyPredictor:
-        """Measure what is missing of this scenario's ``predictor_samples`` subnets (cached on
-        disk), then (re)train the predictor on every record measured so far."""
+    def predictor(self, superclasses: list[int] | None = None, *, progress: bool = False) -> AccuracyPredictor:
+        """Measure what is missing of the ``predictor_samples`` subnets (cached on disk), then
+        (re)train the predictor on every record measured so far.
+
+        Single-superclass scenarios (and ``superclasses=None``: all of them, for the generator)
+        are measured for every superclass at once (:meth:`Evaluator.accuracy_all`: one BN
+        recalibration and one forward pass per subnet), so the one-time cost is paid once for the
+        whole dataset; a multi-superclass scenario measures its own records.  A one-time cost:
+        the records are cached in ``cache_dir`` (``accuracy-<key>.jsonl``, keyed by the supernet
+        and the evaluation protocol) and reused by every later search."""
+        from .fitness import measure_all_superclasses
+
         data = self.accuracy_data()
-        names = tuple(self.ds.superclasses[s] for s in superclasses)
-        todo = [a for a in sample_archs(self.space, self.predictor_samples, self.seed) if not data.has(a, names)]
-        if todo:
-            self.log(f"measuring {len(todo)} subnets on {'+'.join(names)} for the accuracy predictor")
-        for i, a in enumerate(todo):
-            data.add(a, names, self.evaluator.accuracy(a, superclasses))
-            if (i + 1) % 10 == 0:
+        archs = sample_archs(self.space, self.predictor_samples, self.seed)
+        where = str(data.path) if data.path is not None else "memory only (no cache directory)"
+        if superclasses is None or len(superclasses) == 1:
+            todo = [a for a in archs if not all(data.has(a, (n,)) for n in self.ds.superclasses)]
+            if todo:
+                self.log(f"accuracy predictor: measuring {len(todo)} subnets on all {self.ds.num_superclasses} "
+                         f"superclasses' held-out images (one time; cached in {where})")
+            measure_all_superclasses(self.evaluator, data, todo, progress=progress,
+                                     desc="accuracy predictor data (one time)")
+        else:
+            names = tuple(self.ds.superclasses[s] for s in superclasses)
+            todo = [a for a in archs if not data.has(a, names)]
+            if todo:
+                self.log(f"accuracy predictor: measuring {len(todo)} subnets on {'+'.join(names)} "
+                         f"(one time; cached in {where})")
+            bar = None
+            if progress and todo:
+                from tqdm import tqdm
+                bar = tqdm(total=len(todo), desc="accuracy predictor data (one time)", unit="subnet")
+            for i, a in enumerate(todo):
+                data.add(a, names, self.evaluator.accuracy(a, superclasses))
+                if (i + 1) % 10 == 0:
+                    data.save()
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
+            if todo:
                 data.save()
-        if todo:
-            data.save()
         if self._predictor is None or self._predictor[0] != len(data.records):
             import torch
 
@@ -171,6 +199,12 @@ class SearchContext:
             self.log(f"accuracy predictor: {len(recs)} measured subnets, training RMSE {rmse:.2f} points")
             self._predictor = (len(recs), model)
         return self._predictor[1]
+
+    def predictor_identity(self) -> dict:
+        """What the predictor was fitted on: the accuracy cache's key and its record count."""
+        data = self.accuracy_data()
+        return {"predictor_samples": self.predictor_samples, "records": len(data.records),
+                "data_key": data.meta, "epochs": self.predictor_epochs}
 
 
 def find_arch(strategy: str, ctx: SearchContext, superclasses, budget, **opts) -> SearchResult:
@@ -200,12 +234,28 @@ def find_arch(strategy: str, ctx: SearchContext, superclasses, budget, **opts) -
     value = check_feasible(b, ctx.table, nc, ctx.describe(sc))
     # The safety margin: aim below the budget by what the predictor under-predicts; never below
     # the cheapest architecture (the budget itself is feasible).
-    lo = ctx.table.bounds(nc)[0]
+    lo, hi = ctx.table.bounds(nc)
     aim = max(value / (1.0 + ctx.latency_margin), lo)
+    # A budget the largest subnet meets (even after the margin) needs no search: the largest
+    # subnet is the answer, said in a note.  The full prediction is what counts (a cost model's
+    # whole-architecture term can put the largest subnet above the table's own maximum).
+    largest = ctx.space.largest()
+    pred_largest = float(ctx.cost.predict(largest, nc))
+    if pred_largest <= aim * (1 + 1e-9):
+        note = (f"budget {b} is above the largest subnet's predicted {pred_largest:.4g}{ctx.unit} "
+                f"({ctx.describe(sc)}): the largest subnet meets it")
+        ctx.log(f"note: {note}")
+        extra = {"note": note}
+        if ctx.unit != "M":
+            extra.update(latency_margin_pct=round(100 * ctx.latency_margin, 2), aimed_budget=round(aim, 5))
+        return SearchResult(largest, pred_largest, None, 0.0, 0, strategy, value, ctx.unit, extra)
+    # Strategies search the additive table: a budget above its maximum (but under the largest
+    # subnet's full prediction) is searched at the table's maximum, then checked as below.
+    aim_table_start = min(aim, hi)
     # Strategies search the additive cost table; a cost model may add a term of the whole
     # architecture (the latency predictor's crowding), so the full prediction is checked and,
     # while it is over the aim, the table budget is shrunk by the overshoot and the search rerun.
-    table_aim, rounds, evaluations = aim, 0, 0
+    table_aim, rounds, evaluations = aim_table_start, 0, 0
     t0 = time.perf_counter()
     while True:
         prop = fn(ctx, sc, table_aim, nc, **opts)
