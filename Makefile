@@ -60,3 +60,12 @@ deploy: install
 	@if [ ! -f deploy.yaml ]; then echo "edgeeas deploy: no deploy.yaml here: copy deploy.example.yaml to deploy.yaml and list your target and scenarios" >&2; exit 2; fi
 	$(BIN)/edgeeas deploy --config deploy.yaml $(DEPLOY_ARGS)
 .PHONY: deploy
+
+# Mutation testing of the core modules (cosmic-ray, each module with its own fast tests), not part
+# of `make test`: writes benchmarks/results/mutation.json.  MODULES=evaluate,parse runs a subset;
+# SAMPLE=N mutants per module (seeded random sample; SAMPLE=0: every mutant, hours on this machine).
+MODULES ?= evaluate,parse,space,cost,fit,predictor,data
+SAMPLE ?= 20
+mutate: install
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_mutation.py --modules $(MODULES) --sample $(SAMPLE)
+.PHONY: mutate

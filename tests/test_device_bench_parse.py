@@ -215,3 +215,23 @@ def test_unparseable_output_names_last_line(text, last):
 def test_bad_runs_line_is_an_error():
     with pytest.raises(BenchmarkParseError, match="EDGEEAS_RUNS_US"):
         parse_benchmark_output("EDGEEAS_RUNS_US: 1.0,abc graph=m.tflite\n")
+
+
+def test_count_lines_after_the_summary_line_are_not_the_measured_stage():
+    """A count= line printed after the 'Inference timings' line (no profiling tag: e.g. a later
+    stage's statistics) must not replace the measured stage, the last count= line before it."""
+    text = FACE.read_text()
+    i = text.index("Inference timings in us")
+    later = "\ncount=7 first=1 curr=2 min=3 max=4 avg=5 std=6\n"
+    r = parse_benchmark_output(text + later)
+    assert (r.count, r.avg_us, r.min_us, r.max_us, r.std_us) == (50, 160491, 138134, 283321, 20992)
+    # without a summary line, the last count= line is the measured one
+    r = parse_benchmark_output(text[:i] + later)
+    assert (r.count, r.avg_us) == (7, 5)
+
+
+def test_raw_tail_is_the_last_20_lines():
+    lines = [f"line {k}" for k in range(30)] + ["count=3 first=1 curr=2 min=1 max=3 avg=2 std=1"]
+    r = parse_benchmark_output("\n".join(lines))
+    assert r.raw_tail.splitlines() == lines[-20:]
+    assert r.raw_tail.splitlines()[0] == "line 11"

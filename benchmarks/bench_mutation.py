@@ -1,0 +1,251 @@
+"""Mutation testing of the core modules with cosmic-ray (issue 15, item 2).
+
+Each module is mutated alone and tested only with its own fast test files: cosmic-ray's
+``init`` lists every mutant of the module, a seeded random sample of ``--sample`` of them is
+kept (``--sample 0`` keeps all; the others are marked skipped in cosmic-ray's session), and
+``exec`` applies each one, runs the module's test command and restores the file.  Everything
+runs in a throw-away copy of the working tree (cosmic-ray edits the module on disk), never in
+the tree itself.  A mutant is killed when its tests fail, survives when they pass, and times out
+(counted apart, and as killed in the kill rate, as cosmic-ray does) when they run past
+``max(30 s, 5 x the unmutated run)``.
+
+Writes ``benchmarks/results/mutation.json``: per module the mutants total, sampled, killed,
+survived, timed out, the kill rate (with a Wilson 95 % interval when sampled), the test command,
+the wall time, the survivors (id, operator, line, the mutated code) and ``explained``: the
+survivors explained as equivalent mutants in :data:`EXPLAINED` (matched by operator, line
+content and the mutated code, so a stale explanation is dropped, not carried).  A run of a subset
+(``--modules evaluate,parse``) updates those modules' entries and keeps the others with their own
+``run_at``.
+
+    .venv/bin/python benchmarks/bench_mutation.py [--modules evaluate,parse] [--sample 40]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edgeeas.utils import machine, versions  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "results" / "mutation.json"
+PYTEST = "-m pytest -x -q -p no:cacheprovider"
+
+# module name -> (path, test arguments).  Only each module's own fast tests; tests that need the
+# CIFAR-100 archive or the trained tiny supernet (tens of seconds per run) are left out where a
+# fast test covers the same code.
+MODULES: dict[str, tuple[str, str]] = {
+    "evaluate": ("edgeeas/evaluate.py",
+                 "tests/test_core_evaluate.py tests/test_evaluate.py -k 'not shipped_supernet and not hand_counted'"),
+    "parse": ("device_bench/parse.py", "tests/test_device_bench_parse.py"),
+    "space": ("edgeeas/space.py", "tests/test_space.py"),
+    "cost": ("edgeeas/search/cost.py",
+             "tests/test_search.py -k 'parse_budget or bad_budgets or feasibility or cost_table or madds_cost or repair'"),
+    "fit": ("edgeeas/latency/fit.py",
+            "tests/test_latency.py -k 'per_kernel_scales or crowding or rows_cover or default_space_rows'"),
+    "predictor": ("edgeeas/latency/predictor.py",
+                  "tests/test_target_store.py tests/test_latency.py -k 'not adb_push and (not test_latency or per_kernel_scales "
+                  "or crowding or rows_cover or default_space_rows)'"),
+    "data": ("edgeeas/data.py", "tests/test_data.py"),
+}
+SKIPPED = {"edgeeas/train.py": "not run: its tests train a supernet (minutes per run), far too slow "
+                               "to run once per mutant on this machine"}
+
+# Survivors that are equivalent mutants: (module, operator, the original line stripped, the
+# mutated line stripped) -> why no test can tell them apart.  Filled from the survivors of a run.
+EXPLAINED: dict[tuple[str, str, str, str], str] = {}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
+    if n == 0:
+        return None
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return [round(100 * max(0.0, c - h), 1), round(100 * min(1.0, c + h), 1)]
+
+
+def copy_tree(dst: Path) -> None:
+    """The tracked and untracked-not-ignored files of the working tree (not .venv, runs/e40, logs)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for f in files:
+        if not f or f.startswith(("runs/e40/", "logs/", "benchmarks/results/")):
+            continue
+        src = ROOT / f
+        if src.is_symlink() or not src.is_file():
+            continue
+        (dst / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst / f)
+    data = ROOT / "data"
+    if data.exists():
+        (dst / "data").symlink_to(data.resolve())
+
+
+def mutated_line(diff: str) -> tuple[int | None, str, str]:
+    """(line, original, mutated) from cosmic-ray's unified diff of one mutant."""
+    line, old, new = None, [], []
+    for d in diff.splitlines():
+        m = re.match(r"@@ -(\d+)", d)
+        if m and line is None:
+            line = int(m.group(1))
+        elif d.startswith("-") and not d.startswith("---"):
+            old.append(d[1:].strip())
+        elif d.startswith("+") and not d.startswith("+++"):
+            new.append(d[1:].strip())
+    return line, " / ".join(old), " / ".join(new)
+
+
+def run_module(name: str, sample: int, seed: int, py: str) -> dict:
+    path, test_args = MODULES[name]
+    command = f"{py} {PYTEST} {test_args}"
+    with tempfile.TemporaryDirectory(prefix=f"edgeeas-mutate-{name}-") as tmp:
+        work = Path(tmp)
+        copy_tree(work)
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+        # the copy, not the editable install, must be under test
+        where = subprocess.run([py, "-c", "import edgeeas, device_bench; print(edgeeas.__file__)"], cwd=work,
+                               env=env, capture_output=True, text=True, check=True).stdout.strip()
+        assert where.startswith(str(work)), where
+        t0 = time.time()
+        base = subprocess.run(command, shell=True, cwd=work, env=env, capture_output=True, text=True)
+        base_s = time.time() - t0
+        if base.returncode != 0:
+            raise SystemExit(f"{name}: the unmutated tests fail:\n{base.stdout[-3000:]}{base.stderr[-2000:]}")
+        timeout = max(30.0, 5 * base_s)
+        # cosmic-ray runs the command through shlex.split: wrap it in sh -c for the -k expression
+        cr_cmd = "sh -c " + _shquote(command)
+        (work / "cr.toml").write_text(
+            "[cosmic-ray]\n"
+            f'module-path = "{path}"\n'
+            f"timeout = {timeout:.0f}\n"
+            "excluded-modules = []\n"
+            f"test-command = {json.dumps(cr_cmd)}\n"
+            '[cosmic-ray.distributor]\nname = "local"\n')
+        cr = [str(Path(py).parent / "cosmic-ray")]
+        subprocess.run(cr + ["init", "cr.toml", "s.sqlite"], cwd=work, env=env, check=True, capture_output=True)
+        db = sqlite3.connect(work / "s.sqlite")
+        # job ids are random uuids: sample over the mutants' positions so a seed picks the same mutants
+        specs = sorted(db.execute("select operator_name, occurrence, start_pos_row, start_pos_col, job_id "
+                                  "from mutation_specs").fetchall())
+        ids = [r[-1] for r in specs]
+        total = len(ids)
+        keep = set(ids) if sample <= 0 or sample >= total else set(random.Random(f"{seed}:{name}").sample(ids, sample))
+        drop = [i for i in ids if i not in keep]
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executemany("insert into work_results (job_id, worker_outcome, output, test_outcome, diff) "
+                       "values (?, 'SKIPPED', 'not in the sample', NULL, NULL)", [(i,) for i in drop])
+        db.commit()
+        db.close()
+        t0 = time.time()
+        subprocess.run(cr + ["exec", "cr.toml", "s.sqlite"], cwd=work, env=env, check=True, capture_output=True)
+        wall = time.time() - t0
+        db = sqlite3.connect(work / "s.sqlite")
+        rows = db.execute(
+            "select r.job_id, r.worker_outcome, r.test_outcome, r.output, r.diff, m.operator_name, m.start_pos_row "
+            "from work_results r join mutation_specs m on m.job_id = r.job_id "
+            "where r.worker_outcome != 'SKIPPED'").fetchall()
+        db.close()
+    killed = survived = timeout_n = incompetent = 0
+    survivors, explained = [], {}
+    for job, worker, test, output, diff, op, row in rows:
+        if worker != "NORMAL" or test == "INCOMPETENT":
+            incompetent += 1
+        elif test == "KILLED":
+            killed += 1
+            if (output or "").strip() == "timeout":
+                timeout_n += 1
+        else:
+            survived += 1
+            line, old, new = mutated_line(diff or "")
+            survivors.append({"id": job, "operator": op, "line": line if line is not None else row,
+                              "original": old, "mutated": new})
+            why = EXPLAINED.get((name, op, old, new))
+            if why:
+                explained[job] = why
+    done = killed + survived
+    return {
+        "module": path,
+        "command": command,
+        "test_files": [a for a in test_args.split() if a.startswith("tests/")],
+        "unmutated_test_run_s": round(base_s, 1),
+        "timeout_s": round(timeout),
+        "mutants_total": total,
+        "mutants_run": len(rows),
+        "sampled": len(keep) < total,
+        "killed": killed - timeout_n,
+        "timeout": timeout_n,
+        "survived": survived,
+        "incompetent": incompetent,
+        "kill_rate_pct": round(100 * killed / done, 1) if done else None,
+        "kill_rate_95ci_pct": wilson(killed, done) if len(keep) < total else None,
+        "kill_rate_excluding_explained_pct": round(100 * killed / (done - len(explained)), 1)
+        if done - len(explained) else None,
+        "exec_wall_s": round(wall, 1),
+        "estimated_full_run_s": round(wall / max(len(rows), 1) * total),
+        "survivors": survivors,
+        "explained": explained,
+        "run_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _shquote(s: str) -> str:
+    import shlex
+    return shlex.quote(s)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--modules", default=",".join(MODULES), help="comma-separated, of: " + ",".join(MODULES))
+    ap.add_argument("--sample", type=int, default=25, help="mutants per module, seeded random sample (0: all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    names = [m.strip() for m in args.modules.split(",") if m.strip()]
+    bad = [m for m in names if m not in MODULES]
+    if bad:
+        ap.error(f"unknown modules {bad}; known: {', '.join(MODULES)}")
+    import cosmic_ray  # noqa: F401
+    from importlib.metadata import version
+
+    result = json.loads(args.out.read_text()) if args.out.exists() else {}
+    result.setdefault("modules", {})
+    py = str(Path(sys.executable))
+    t0 = time.time()
+    for name in names:
+        print(f"mutation: {name} ...", flush=True)
+        r = run_module(name, args.sample, args.seed, py)
+        result["modules"][name] = r
+        print(f"  {r['mutants_run']}/{r['mutants_total']} mutants: {r['killed']} killed, {r['timeout']} timeout, "
+              f"{r['survived']} survived, kill rate {r['kill_rate_pct']} % ({r['exec_wall_s']} s)", flush=True)
+        result.update({
+            "library": f"cosmic-ray {version('cosmic-ray')}",
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "last_run": {"modules": names, "sample": args.sample, "seed": args.seed,
+                         "started_at": datetime.fromtimestamp(t0, timezone.utc).isoformat(timespec="seconds"),
+                         "wall_s": round(time.time() - t0, 1)},
+            "not_run": SKIPPED,
+            "goal_kill_rate_pct": 80,
+            "machine": machine(),
+            "versions": versions(),
+        })
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
