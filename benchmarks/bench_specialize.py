@@ -51,6 +51,134 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 
+# ---- the oracle: a reference for what the best architecture per scenario is (benchmark only) -----
+def register_oracle() -> None:
+    """Register strategy ``oracle`` for this benchmark only (never offered by the CLI).
+
+    Per scenario, as good as this project can make it regardless of cost: *direct* fitness
+    (held-out accuracy of BN-recalibrated subnets, :meth:`Evaluator.accuracy_all`), the same
+    latency table and margin as every strategy.  A pool of ``pool`` feasible architectures near
+    the budget (cost >= 80 % of it; the pool depends on the budget only, so the 20 superclasses
+    at one budget share its measurements: each subnet is measured on every superclass at once),
+    then ``top`` x ``children`` single-decision mutations of the scenario's best.  Measurements
+    are cached in ``<run>/oracle-<key>.jsonl`` (apart from the predictor's data, so running the
+    oracle never changes the other strategies' fitness)."""
+    from edgeeas.search import register_strategy
+    from edgeeas.search.registry import STRATEGIES, Proposal
+
+    if "oracle" in STRATEGIES:
+        return
+
+    @register_strategy("oracle", help="direct fitness, exhaustive (benchmark only)", style=("black", "*"))
+    def oracle(ctx, sc, budget, nc, *, pool: int = 150, top: int = 4, children: int = 5, seed: int | None = None):
+        from edgeeas.search.cost import Genome
+        from edgeeas.search.fitness import AccuracyData, measure_all_superclasses
+        from edgeeas.search.strategies import sample_feasible
+
+        data = _oracle_data(ctx, AccuracyData)
+        names = [(n,) for n in ctx.ds.superclasses]
+        key = "+".join(ctx.ds.superclasses[s] for s in sc)
+        rng = random.Random(f"{ctx.seed if seed is None else seed}:oracle-pool:{budget:.6f}")
+        cands, seen = [], set()
+        for _ in range(pool * 20):
+            if len(cands) >= pool:
+                break
+            g = sample_feasible(ctx, rng, budget, nc)
+            a = g.to_arch(ctx.space)
+            if str(a) not in seen and ctx.table.genome_cost(g, nc) >= 0.8 * budget:
+                seen.add(str(a))
+                cands.append(a)
+        measure_all_superclasses(ctx.evaluator, data, cands, progress=True, desc=f"oracle pool {budget:.3f}")
+        acc = {(r["arch"], tuple(r["superclasses"])): r["acc"] for r in data.records}
+
+        def score(a):
+            return sum(acc[(str(a), names[s])] for s in sc) / len(sc)
+
+        best = sorted(cands, key=score, reverse=True)[:top]
+        mrng = random.Random(f"{ctx.seed if seed is None else seed}:oracle-mutate:{key}:{budget:.6f}")
+        kids = []
+        for parent in best:
+            made = 0
+            for _ in range(200):
+                if made >= children:
+                    break
+                g = Genome.from_arch(parent, ctx.space).copy()
+                what, st = mrng.choice(("d", "e", "k")), mrng.randrange(ctx.space.num_stages)
+                if what == "d":
+                    g.d[st] = mrng.randrange(len(ctx.space.depths))
+                else:
+                    row = (g.e if what == "e" else g.k)[st]
+                    row[mrng.randrange(len(row))] = mrng.randrange(len(ctx.space.expands if what == "e"
+                                                                       else ctx.space.kernels))
+                a = g.to_arch(ctx.space)
+                if str(a) not in seen and ctx.table.genome_cost(g, nc) <= budget:
+                    seen.add(str(a))
+                    kids.append(a)
+                    made += 1
+        measure_all_superclasses(ctx.evaluator, data, kids, progress=False)
+        acc = {(r["arch"], tuple(r["superclasses"])): r["acc"] for r in data.records}
+        pool_all = cands + kids
+        winner = max(pool_all, key=score)
+        return Proposal(winner, score(winner), len(pool_all), {"fitness": "direct", "pool": len(cands),
+                                                               "children": len(kids)})
+
+
+def _oracle_data(ctx, AccuracyData):
+    import hashlib
+
+    if getattr(ctx, "_oracle_data", None) is None:
+        from edgeeas.search.fitness import supernet_fingerprint
+
+        key = {"supernet": supernet_fingerprint(ctx.supernet), **ctx.evaluator.protocol(), "what": "oracle"}
+        h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+        path = ctx.cache_dir / f"oracle-{h}.jsonl" if ctx.cache_dir else None
+        ctx._oracle_data = AccuracyData(path, key)
+    return ctx._oracle_data
+
+
+def oracle_cross_superclass_loss(recs, budgets, names, supernet_path, data, recal_images: int, np) -> dict:
+    """How much superclass A loses with superclass B's oracle architecture at the same budget:
+    float accuracy on A's 500 test images (BN recalibrated as specialize does), mean over A != B,
+    per budget and overall, in points.  Evaluated on the test split, not the held-out images the
+    oracle chose on, so the winner's curse does not inflate it."""
+    from edgeeas.checkpoint import load_supernet, resolve_supernet
+    from edgeeas.data import load_dataset
+    from edgeeas.evaluate import predict, recal_images as recal_set, recalibrate_bn
+
+    net, _ = load_supernet(resolve_supernet(supernet_path))
+    ds = load_dataset(data)
+    recal = recal_set(ds, n=recal_images)
+    sup = ds.class_to_super[ds.test.labels]
+    out, cache = {"per_budget": {}}, {}
+    losses = []
+    for b in budgets:
+        best = {x["superclass"]: x["arch"] for x in recs if x["strategy"] == "oracle" and x["budget"] == b}
+        if len(best) < 2:
+            continue
+        accs = {}
+        for a in set(best.values()):
+            if a not in cache:
+                sub = net.subnet(net.space.parse(a))
+                recalibrate_bn(sub, recal)
+                logits = predict(sub, ds.test.images)
+                per = {}
+                for n in names:
+                    s = ds.superclass_id(n)
+                    rows = np.flatnonzero(sup == s)
+                    cols = np.array(ds.classes_of(s))
+                    per[n] = 100.0 * float((cols[logits[rows][:, cols].argmax(1).numpy()] == ds.test.labels[rows]).mean())
+                cache[a] = per
+            accs[a] = cache[a]
+        lb = [accs[best[A]][A] - accs[best[B]][A] for A in best for B in best if A != B]
+        losses += lb
+        out["per_budget"][b] = {"mean_points_lost": round(float(np.mean(lb)), 3),
+                                "distinct_oracle_archs": len(set(best.values())), "superclasses": len(best)}
+    out["mean_points_lost"] = round(float(np.mean(losses)), 3) if losses else None
+    out["note"] = ("acc_A(oracle arch of A) - acc_A(oracle arch of B), same budget, float, test split, mean over "
+                   "ordered pairs A != B; positive = the architectures are superclass-specific")
+    return out
+
+
 def registered_strategies() -> list[str]:
     """Every registered search strategy (edgeeas.search.list_strategies): a new one is benchmarked too."""
     from edgeeas.search import list_strategies
@@ -63,6 +191,7 @@ def log(msg: str) -> None:
 
 
 def parse_args(argv=None):
+    register_oracle()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--supernet", default=str(ROOT / "runs" / "default"), help="run directory or supernet .pt")
     p.add_argument("--generator", default=None, help="default: <run>/generator-<target>.pt")
@@ -311,6 +440,9 @@ def main(argv=None) -> int:
         log(f"(c) measured in {time.perf_counter() - t_meas:.0f} s")
         recs = [cache.get(f"model/{s}/{n}/{b}") for s, n, b in jobs]
         result["accuracy"] = summarize(recs, strategies, [str(b) for b in budget_list], names, np)
+        if "oracle" in strategies:
+            result["oracle_cross_superclass_loss"] = oracle_cross_superclass_loss(
+                recs, [str(b) for b in budget_list], names, args.supernet, args.data, args.recal_images, np)
         result["subset"] = {"superclasses": list(names), "budgets": [str(b) for b in budget_list],
                             "full": len(names) == 20 and len(budget_list) == 3,
                             "note": "" if len(names) == 20 and len(budget_list) == 3 else
@@ -358,6 +490,14 @@ def summarize(recs, strategies, budgets, names, np) -> dict:
         out["goals"]["compliance_100pct"] = {s: ps[s]["budget_compliance"] for s in ps}
         out["goals"]["int8_drop_le_0.5"] = {s: {"mean": ps[s]["mean_int8_drop"], "met": ps[s]["mean_int8_drop"] <= 0.5}
                                             for s in ps}
+    out["distinct_archs_per_budget"] = {
+        st: {b: len({x["arch"] for x in recs if x["strategy"] == st and x["budget"] == b}) for b in budgets}
+        for st in ("generator", "oracle") if any(x["strategy"] == st for x in recs)}
+    if "generator" in ps and "oracle" in ps:
+        out["goals"]["generator_within_1_of_oracle"] = {"generator": ps["generator"]["mean_acc_int8"],
+                                                        "oracle": ps["oracle"]["mean_acc_int8"],
+                                                        "met": ps["generator"]["mean_acc_int8"]
+                                                        >= ps["oracle"]["mean_acc_int8"] - 1}
     out["int8_drop_per_scenario"] = {f"{x['strategy']}/{x['superclass']}/{x['budget']}": round(x["int8_drop"], 3)
                                      for x in recs}
     return out
