@@ -54,9 +54,12 @@ class ShellResult:
 
     @property
     def ok(self) -> bool:
+        """True when the remote command exited with status 0."""
         return self.exit_code == 0
 
     def stderr_tail(self, lines: int = 3) -> str:
+        """The last ``lines`` non-blank lines of stderr, stripped and joined with `` | `` (for
+        one-line error messages); empty when stderr was."""
         tail = [ln.strip() for ln in self.stderr.strip().splitlines() if ln.strip()][-lines:]
         return " | ".join(tail)
 
@@ -238,6 +241,8 @@ class Device:
         return self
 
     def close(self) -> None:
+        """Drop the connection (the next command reconnects).  Never raises: errors of the
+        closing transport are ignored.  Safe to call twice."""
         with self._lock:
             adb, self._adb = self._adb, None
             if adb is not None:

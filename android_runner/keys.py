@@ -104,12 +104,18 @@ class AdbKey:
             self._public = public_key_text(pem)  # vendor keys often come without .pub
 
     def Sign(self, data: bytes) -> bytes:  # noqa: N802 (adb-shell's signer interface)
+        """RSA PKCS#1 v1.5 signature of the device's 20-byte AUTH token, taken as an already
+        hashed SHA-1 digest (what adbd verifies); adb-shell's ``PythonRSASigner`` interface."""
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding, utils
 
         return self._key.sign(bytes(data), padding.PKCS1v15(), utils.Prehashed(hashes.SHA1()))
 
     def GetPublicKey(self) -> str:  # noqa: N802
+        """The public key in adb's text form (base64 of Android's RSA public key struct, then
+        `` user@host``), sent when the device does not know our key yet: the phone asks "Allow
+        USB debugging?" and stores it.  From the ``.pub`` file beside the key, else derived from
+        the private key."""
         return self._public
 
     def __repr__(self) -> str:

@@ -35,9 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from device_bench.testing import build_tiny_model  # noqa: E402
 from edgeeas.regress import (Tolerances, latency_check, load_farm, run_regress, write_baseline,  # noqa: E402
                              write_reports)
+from testing.tiny_model import build_tiny_model  # noqa: E402
 
 UNCHANGED = {"w8": dict(width=8), "w64": dict(width=64)}
 BASE_WIDTH = 128

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from device_bench.parse import parse_benchmark_output  # noqa: E402
 from device_bench.protocol import RUNNER_PATH, Protocol, host_fingerprint  # noqa: E402
-from device_bench.testing import build_tiny_model  # noqa: E402
+from testing.tiny_model import build_tiny_model  # noqa: E402
 
 # (label, kind, width, input_size)
 MODELS = [

@@ -101,6 +101,8 @@ class BenchmarkResult:
     raw_tail: str = ""
 
     def to_dict(self) -> dict:
+        """Every field as a JSON-ready dict (times stay in microseconds, ``None`` where the
+        output did not say)."""
         return dataclasses.asdict(self)
 
 

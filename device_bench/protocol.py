@@ -138,10 +138,16 @@ class Protocol:
                 raise ValueError(f"cpu_mask must be a non-zero hex mask such as 'f0', got {self.cpu_mask!r}")
 
     def to_dict(self) -> dict:
+        """Every field as a JSON-ready dict, as a latency table and a manifest record it."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Protocol":
+        """Inverse of :meth:`to_dict`; missing fields take their defaults.
+
+        Raises:
+            ValueError: an unknown field (listing the known ones) or an invalid value.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -192,6 +198,7 @@ class Measurement:
         return self.p90_ms if self.protocol.statistic == "p90" else self.median_ms
 
     def to_dict(self) -> dict:
+        """JSON-ready form (tuples as lists, the protocol nested); :meth:`from_dict` reads it."""
         d = dataclasses.asdict(self)
         d["runs_us"] = list(self.runs_us)
         d["spreads"] = list(self.spreads)
@@ -201,6 +208,13 @@ class Measurement:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Measurement":
+        """Inverse of :meth:`to_dict` (``spreads`` and ``pass_medians_ms`` may be missing, as in
+        older files).
+
+        Raises:
+            KeyError, TypeError: a required field is missing or a field is unknown.
+            ValueError: the nested protocol is invalid.
+        """
         d = dict(d)
         d["protocol"] = Protocol.from_dict(d["protocol"])
         d["runs_us"] = tuple(d["runs_us"])

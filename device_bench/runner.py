@@ -449,6 +449,9 @@ def _evaluate(Interpreter, iname, iversion, graph, args, cpu_mask_applied):
 
 # --------------------------------------------------------------------------- #
 def main(argv=None):
+    """Run the runner with ``argv`` (default ``sys.argv[1:]``) and return the exit status:
+    0 success, 1 a failed run (or any failed graph of a list), 2 bad flags, 130 interrupted.
+    Errors print one ``ERROR: ...`` line on stderr, never a traceback."""
     try:
         args = _build_parser().parse_args(argv)
         graphs = _check_args(args)

@@ -26,6 +26,10 @@ _FOREIGN = {
 
 
 def one_line_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes the CLI prints as one line instead of a traceback:
+    :class:`EdgeeasError` plus the sibling packages' roots (``AdbError``, ``RunnerError``,
+    ``BenchmarkParseError``), the latter only once their module has been imported (so this
+    stays free to call).  Use as ``except one_line_errors() as e``."""
     out: list[type[BaseException]] = [EdgeeasError]
     for mod, names in _FOREIGN.items():
         m = sys.modules.get(mod)

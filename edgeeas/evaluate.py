@@ -73,17 +73,26 @@ def recalibrate_bn(model: nn.Module, images: np.ndarray, batch_size: int = 250) 
 
 @torch.no_grad()
 def predict(model: nn.Module, images: np.ndarray, batch_size: int = 500) -> torch.Tensor:
+    """Logits ``[N, classes]`` (float32) of ``model`` in eval mode on uint8 NCHW ``images``
+    ``[N, 3, H, W]``, normalized by :func:`to_float`, in batches of ``batch_size``.  Leaves the
+    model in eval mode; no gradients."""
     model.eval()
     return torch.cat([model(to_float(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
 
 
 @dataclass
 class SuperclassAccuracy:
+    """Accuracies of one model, all in % (0-100): top-1 within each superclass (the head
+    restricted to its fine classes, 5-way for CIFAR-100), their mean over the superclasses
+    evaluated, and top-1 over all fine classes."""
+
     per_superclass: dict[str, float]  # 5-way (within-superclass) top-1, in %
     mean_within: float
     top1_all: float                   # over all fine classes, in %
 
     def to_dict(self) -> dict:
+        """JSON-ready form, percentages rounded to 2 decimals: ``mean_within_superclass``,
+        ``top1_all`` and ``per_superclass`` (superclass name -> %)."""
         return {"mean_within_superclass": round(self.mean_within, 2), "top1_all": round(self.top1_all, 2),
                 "per_superclass": {k: round(v, 2) for k, v in self.per_superclass.items()}}
 

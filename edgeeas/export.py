@@ -87,6 +87,7 @@ class ExportInfo:
     versions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """JSON-ready form of every field (shapes as lists); the manifest's export record."""
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
         d["output_shape"] = list(self.output_shape)

@@ -73,13 +73,17 @@ class SearchSpace:
     # ---- structure -------------------------------------------------------------------
     @property
     def num_stages(self) -> int:
+        """Number of rows in the stage table (5 by default): the length of ``Arch.depths``."""
         return len(self.stages)
 
     @property
     def max_depth(self) -> int:
+        """Largest depth choice: the number of blocks the supernet holds per stage."""
         return self.depths[-1]
 
     def to_dict(self) -> dict:
+        """JSON-ready form (stages as ``[channels, stride]`` pairs) that :meth:`from_dict` reads
+        back; checkpoints and manifests store the space this way."""
         return {
             "name": self.name,
             "resolution": self.resolution,
@@ -96,6 +100,12 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SearchSpace":
+        """Inverse of :meth:`to_dict` (lists become tuples; ``d`` is not modified).
+
+        Raises:
+            KeyError, TypeError: a field is missing or unknown.
+            ValueError: a stage or a choice list is invalid (see the class's checks).
+        """
         d = dict(d)
         d["stages"] = tuple(Stage(int(c), int(s)) for c, s in d["stages"])
         for k in ("depths", "expands", "kernels"):
@@ -120,6 +130,8 @@ class SearchSpace:
 
     @property
     def final_resolution(self) -> int:
+        """Side of the feature map entering the head, in pixels (4 for 32x32 input and three
+        stride-2 stages); independent of the architecture."""
         h = self.resolution // self.stem_stride
         for st in self.stages:
             h = (h + st.stride - 1) // st.stride
@@ -127,26 +139,41 @@ class SearchSpace:
 
     # ---- architectures ---------------------------------------------------------------
     def largest(self) -> "Arch":
+        """Deepest subnet with the largest expand ratio and kernel everywhere."""
         return self.uniform(self.depths[-1], self.expands[-1], self.kernels[-1])
 
     def smallest(self) -> "Arch":
+        """Shallowest subnet with the smallest expand ratio and kernel everywhere."""
         return self.uniform(self.depths[0], self.expands[0], self.kernels[0])
 
     def middle(self) -> "Arch":
+        """Uniform subnet with the middle choice of each list (index ``len // 2``): depth 3,
+        expand 4, kernel 5 by default."""
         pick = lambda v: v[len(v) // 2]  # noqa: E731
         return self.uniform(pick(self.depths), pick(self.expands), pick(self.kernels))
 
     def uniform(self, depth: int, expand: int, kernel: int) -> "Arch":
+        """The architecture with ``depth`` blocks in every stage, all of them with ``expand`` and
+        ``kernel``.  Not validated: pass it to :meth:`validate` if the values come from a user."""
         n = depth * self.num_stages
         return Arch((depth,) * self.num_stages, (kernel,) * n, (expand,) * n)
 
     def sample(self, rng: random.Random) -> "Arch":
+        """A uniformly random architecture (each depth, kernel and expand ratio drawn
+        independently from ``rng``): the same seed gives the same architecture."""
         depths = tuple(rng.choice(self.depths) for _ in self.stages)
         n = sum(depths)
         return Arch(depths, tuple(rng.choice(self.kernels) for _ in range(n)),
                     tuple(rng.choice(self.expands) for _ in range(n)))
 
     def validate(self, arch: "Arch") -> "Arch":
+        """Return ``arch`` unchanged if it belongs to this space.
+
+        Raises:
+            ArchError: wrong number of stages, a depth, kernel or expand ratio outside the
+                choices, or a kernel/expand count that is not the sum of the depths; the message
+                names the first bad value and the allowed ones.
+        """
         if len(arch.depths) != self.num_stages:
             raise ArchError(f"architecture {arch} has {len(arch.depths)} stages, "
                             f"the search space {self.name} has {self.num_stages}")
@@ -166,6 +193,12 @@ class SearchSpace:
         return arch
 
     def parse(self, text: str) -> "Arch":
+        """:meth:`Arch.parse` then :meth:`validate`: a string such as
+        ``d23423-k3573557355735-e3463463463463`` to an :class:`Arch` of this space.
+
+        Raises:
+            ArchError: malformed string or values outside the space.
+        """
         return self.validate(Arch.parse(text))
 
     # ---- exact counts ----------------------------------------------------------------
@@ -204,14 +237,17 @@ class BlockSpec:
 
     @property
     def mid(self) -> int:
+        """Hidden (expanded) channels: ``cin * expand``."""
         return self.cin * self.expand
 
     @property
     def residual(self) -> bool:
+        """True when the block adds its input back (stride 1 and ``cin == cout``)."""
         return self.stride == 1 and self.cin == self.cout
 
     @property
     def hout(self) -> int:
+        """Output side in pixels: ``ceil(h / stride)`` ("same" padding)."""
         return (self.h + self.stride - 1) // self.stride
 
     @property
@@ -222,6 +258,8 @@ class BlockSpec:
 
     @property
     def madds(self) -> int:
+        """Multiply-adds of the block for one image (expand, depthwise, project convolutions;
+        BN, ReLU6 and the residual add are not counted)."""
         m, ho = self.mid, self.hout
         return (self.h * self.h * self.cin * m          # 1x1 expand at input resolution
                 + ho * ho * m * self.kernel ** 2        # depthwise
@@ -229,6 +267,7 @@ class BlockSpec:
 
     @property
     def params(self) -> int:
+        """Parameters of the static block: three conv weights plus BN weight and bias of each."""
         m = self.mid
         return (self.cin * m + 2 * m + m * self.kernel ** 2 + 2 * m + m * self.cout + 2 * self.cout)
 
@@ -250,6 +289,15 @@ class Arch:
 
     @classmethod
     def parse(cls, text: str) -> "Arch":
+        """Parse ``d<depth per stage>-k<kernel per block>-e<expand per block>`` (one digit each;
+        surrounding whitespace ignored); ``str(arch)`` gives the text back.
+
+        Checks only the form and that kernel and expand counts equal the sum of the depths; use
+        :meth:`SearchSpace.parse` to check the values against a space.
+
+        Raises:
+            ArchError: malformed text, with the expected form and an example.
+        """
         m = _ARCH_RE.match(text.strip())
         if not m:
             raise ArchError(f"malformed architecture {text!r}: expected 'd<depth per stage>-"

@@ -37,6 +37,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8 by the locale's default) to ``path`` atomically: see
+    :func:`atomic_write`.  Creates missing parent folders; raises ``OSError`` as ``open`` does."""
     with atomic_write(path, "w") as f:
         f.write(text)
 
@@ -52,6 +54,8 @@ def mkdtemp_beside(dest: Path) -> Path:
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (temporary file, fsync, rename), so a killed
+    run leaves the previous checkpoint whole.  Read it back with ``weights_only=True``."""
     import torch
 
     with atomic_write(path, "wb") as f:
@@ -85,6 +89,8 @@ def save_figure(fig, path: str | os.PathLike) -> None:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks (manifests record a model's hash).
+    Raises ``OSError`` if the file cannot be read."""
     import hashlib
 
     h = hashlib.sha256()
@@ -108,6 +114,8 @@ def versions() -> dict[str, str]:
 
 
 def machine() -> dict[str, object]:
+    """The host that made an output: ``cpu`` (``/proc/cpuinfo``'s model name where there is one),
+    ``cores`` (``os.cpu_count()``), ``system``, ``machine`` (architecture) and ``kernel``."""
     cpu = platform.processor() or ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -121,6 +129,8 @@ def machine() -> dict[str, object]:
 
 
 def command_line() -> str:
+    """The running command as a shell-quoted string (program name without its folder, then
+    ``sys.argv[1:]``), as outputs record it to say what made them."""
     import shlex
 
     argv = [Path(sys.argv[0]).name] + sys.argv[1:]

@@ -5,4 +5,5 @@ Not installed with the wheel (``setup.cfg`` packages only ``edgeeas``, ``device_
 benchmarks put the root on ``sys.path``).
 
 * :mod:`testing.adb_peer`: a device-side adb peer (adbd's wire protocol over TCP).
+* :mod:`testing.tiny_model`: real, tiny int8/float32 ``.tflite`` models, cached on disk.
 """

@@ -21,8 +21,8 @@ HOSTILE = "a b;touch pwned.tflite"
 
 @pytest.fixture(scope="session")
 def tiny_models():
-    """Three real int8 models (cached across sessions by device_bench.testing)."""
-    from device_bench.testing import build_tiny_model
+    """Three real int8 models (cached across sessions by testing.tiny_model)."""
+    from testing.tiny_model import build_tiny_model
 
     return [build_tiny_model("int8", width=8, num_classes=5), build_tiny_model("int8", width=16, num_classes=5),
             build_tiny_model("int8", width=8, num_classes=10)]

@@ -12,7 +12,7 @@ from device_bench.protocol import (
     RUNNER_PATH, RUNNER_VERSION, Measurement, Protocol, RunnerError, host_fingerprint,
     measure_host, measure_many_host,
 )
-from device_bench.testing import build_tiny_model
+from testing.tiny_model import build_tiny_model
 
 FAST = dict(warmup_runs=3, num_runs=20)
 

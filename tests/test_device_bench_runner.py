@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from device_bench.parse import parse_benchmark_output, parse_many
-from device_bench.testing import build_tiny_model
+from testing.tiny_model import build_tiny_model
 
 RUNNER = Path(__file__).resolve().parents[1] / "device_bench" / "runner.py"
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmark_model"

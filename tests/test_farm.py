@@ -21,7 +21,7 @@ from testing.adb_peer import AdbPeer
 @pytest.fixture(scope="session")
 def tiny3():
     """Three tiny int8 models (5, 5 and 10 outputs), built once per session."""
-    from device_bench.testing import build_tiny_model
+    from testing.tiny_model import build_tiny_model
 
     return [build_tiny_model("int8", width=8, num_classes=5), build_tiny_model("int8", width=16, num_classes=5),
             build_tiny_model("int8", width=8, num_classes=10)]

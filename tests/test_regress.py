@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from device_bench.testing import build_tiny_model
 from edgeeas.cli import main
 from edgeeas.regress import Tolerances, load_baseline, load_farm, run_regress, write_baseline, write_reports
+from testing.tiny_model import build_tiny_model
 
 PROTO = "protocol: {threads: 1, num_runs: 100, warmup_runs: 5}\n"
 

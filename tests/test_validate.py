@@ -16,7 +16,7 @@ HOSTILE = "a b;touch pwned.tflite"
 
 @pytest.fixture(scope="session")
 def model5():
-    from device_bench.testing import build_tiny_model
+    from testing.tiny_model import build_tiny_model
 
     return build_tiny_model("int8", width=8, num_classes=5)
 
@@ -69,7 +69,7 @@ def test_validate_needs_a_superclass_without_manifest(model5, data_path, tmp_pat
 
 
 def test_validate_head_must_match_superclass(data_path, tmp_path):
-    from device_bench.testing import build_tiny_model
+    from testing.tiny_model import build_tiny_model
 
     r = run(build_tiny_model("int8", width=8, num_classes=10), "--superclass", "fish", "--data", data_path)
     assert r.exit_code == 1 and "has 10 outputs but fish has 5 classes" in r.output

@@ -35,11 +35,15 @@ class InfeasibleBudget(EdgeeasUsageError):
 
 @dataclass(frozen=True)
 class Budget:
+    """A deployment budget: latency in ms (``kind="latency_ms"``) or millions of MAdds
+    (``kind="madds"``).  ``str()`` gives its canonical spelling; :func:`parse_budget` makes one."""
+
     kind: str     # "latency_ms" | "madds"
     value: float  # ms for latency (us are converted), millions of MAdds for madds
 
     @property
     def unit(self) -> str:
+        """``"ms"`` or ``"M"`` (millions of MAdds), as cost models name their units."""
         return "ms" if self.kind == "latency_ms" else "M"
 
     def __str__(self) -> str:
@@ -51,6 +55,12 @@ _RE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ms|us|µs|M)$")
 
 
 def parse_budget(text: str) -> Budget:
+    """``20ms``, ``0.5ms``, ``500us`` (or ``µs``: converted to ms) or ``8M`` to a :class:`Budget`.
+
+    Raises:
+        BudgetError: not a positive number with one of those units; the message says what is
+            wrong (missing unit, unknown unit, zero...) and the expected form.
+    """
     raw = text if isinstance(text, str) else str(text)
     t = raw.strip()
     m = _RE.match(t)

@@ -41,11 +41,18 @@ class CostModelError(EdgeeasError):
 class CostModel(Protocol):
     """What a budget is measured in: latency in ms (a target's predictor) or MAdds in M."""
 
-    def predict(self, arch: Arch, num_classes: int = 5) -> float: ...
+    def predict(self, arch: Arch, num_classes: int = 5) -> float:
+        """Cost of the whole architecture with a ``num_classes``-way head (ms, or M for MAdds)."""
+        ...
 
-    def block_ms(self, spec: BlockSpec) -> float: ...
+    def block_ms(self, spec: BlockSpec) -> float:
+        """Cost of one inverted-residual block in context (ms, or M for MAdds)."""
+        ...
 
-    def fixed_ms(self, num_classes: int = 5) -> float: ...
+    def fixed_ms(self, num_classes: int = 5) -> float:
+        """Cost of what every architecture has: stem and a ``num_classes``-way head (plus, for a
+        latency predictor, its fitted per-model overhead)."""
+        ...
 
 
 class MaddsCost:
@@ -60,13 +67,20 @@ class MaddsCost:
         self.space = space
 
     def block_ms(self, spec: BlockSpec) -> float:
+        """The block's exact MAdds, in millions."""
         return spec.madds / 1e6
 
     def fixed_ms(self, num_classes: int = 5) -> float:
+        """MAdds of the stem and of a ``num_classes``-way head, in millions."""
         rows = {n: m for n, m, _ in self.space.layer_costs(self.space.smallest(), num_classes)}
         return (rows["stem"] + rows["head"]) / 1e6
 
     def predict(self, arch: Arch, num_classes: int = 5) -> float:
+        """Exact MAdds of ``arch`` with a ``num_classes``-way head, in millions.
+
+        Raises:
+            ArchError: ``arch`` does not fit the search space.
+        """
         return sum(m for _, m, _ in self.space.layer_costs(arch, num_classes)) / 1e6
 
     def __repr__(self) -> str:
@@ -74,6 +88,8 @@ class MaddsCost:
 
 
 def cost_unit(cost) -> str:
+    """The unit of a cost model's figures: its ``unit`` attribute, else ``"M"`` (millions of
+    MAdds) for :class:`MaddsCost` and ``"ms"`` for anything else."""
     return getattr(cost, "unit", None) or ("M" if isinstance(cost, MaddsCost) else "ms")
 
 
@@ -95,9 +111,12 @@ class Genome:
     k: list[list[int]]
 
     def copy(self) -> "Genome":
+        """A deep copy (the lists are new; mutating it leaves ``self`` unchanged)."""
         return Genome(list(self.d), [list(r) for r in self.e], [list(r) for r in self.k])
 
     def to_arch(self, space: SearchSpace) -> Arch:
+        """The architecture the genome encodes: indices mapped to ``space``'s choices, the slots
+        beyond each stage's depth dropped."""
         depths = tuple(space.depths[i] for i in self.d)
         ks, es = [], []
         for s, depth in enumerate(depths):
@@ -107,6 +126,11 @@ class Genome:
 
     @classmethod
     def from_arch(cls, arch: Arch, space: SearchSpace, fill: int = 0) -> "Genome":
+        """The genome of ``arch``, inactive slots set to choice index ``fill``.
+
+        Raises:
+            ArchError: ``arch`` does not fit ``space``.
+        """
         space.validate(arch)
         D = space.max_depth
         g = cls([space.depths.index(d) for d in arch.depths], [], [])
@@ -117,6 +141,7 @@ class Genome:
 
     @classmethod
     def sample(cls, space: SearchSpace, rng: random.Random) -> "Genome":
+        """A uniformly random genome (every slot drawn, active or not), reproducible from ``rng``."""
         S, D = space.num_stages, space.max_depth
         return cls([rng.randrange(len(space.depths)) for _ in range(S)],
                    [[rng.randrange(len(space.expands)) for _ in range(D)] for _ in range(S)],
@@ -149,11 +174,15 @@ class CostTable:
         self.active = np.array([[1.0 if d > b else 0.0 for b in range(D)] for d in space.depths])
 
     def fixed(self, num_classes: int = 5) -> float:
+        """The cost model's ``fixed_ms(num_classes)`` (stem + head), memoized."""
         if num_classes not in self._fixed:
             self._fixed[num_classes] = float(self.cost.fixed_ms(num_classes))
         return self._fixed[num_classes]
 
     def genome_cost(self, g: Genome, num_classes: int = 5) -> float:
+        """Cost of a genome's architecture (table lookups only, no architecture built): the
+        fixed part plus the slot costs of its active blocks, in the cost model's unit.  Leaves
+        out a predictor's whole-architecture term (crowding), which ``cost.predict`` adds."""
         total = self.fixed(num_classes)
         rows, depths = self._rows, self.space.depths
         for s, di in enumerate(g.d):
@@ -163,6 +192,11 @@ class CostTable:
         return total
 
     def arch_cost(self, arch: Arch, num_classes: int = 5) -> float:
+        """:meth:`genome_cost` of ``arch``.
+
+        Raises:
+            ArchError: ``arch`` does not fit the search space.
+        """
         return self.genome_cost(Genome.from_arch(arch, self.space), num_classes)
 
     # ---- exact extremes (a cost is a sum over slots, so per-stage enumeration is exact) ----
@@ -180,9 +214,11 @@ class CostTable:
         return g
 
     def min_genome(self) -> Genome:
+        """The cheapest genome under the table (exact: the cost is a sum over slots)."""
         return self._extreme_genome(np.min, np.argmin)
 
     def max_genome(self) -> Genome:
+        """The dearest genome under the table (exact, like :meth:`min_genome`)."""
         return self._extreme_genome(np.max, np.argmax)
 
     def bounds(self, num_classes: int = 5) -> tuple[float, float]:

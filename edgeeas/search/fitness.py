@@ -50,6 +50,9 @@ class Evaluator:
         self.measurements = 0
 
     def protocol(self) -> dict:
+        """What a measured accuracy depends on besides the supernet and the architecture
+        (recalibration and held-out sizes, split seed, dataset fingerprint): part of the key of
+        cached measurements, so a change invalidates them."""
         return {"recal_images": self.recal_images, "val_images": self.val_images, "seed": self.seed,
                 "dataset": self.ds.fingerprint}
 
@@ -63,12 +66,18 @@ class Evaluator:
         return self._split[superclass]
 
     def fit_indices(self, superclasses: list[int]) -> np.ndarray:
+        """Training-set indices of the scenario's images outside the held-out split (what the
+        generator trains on), concatenated in superclass order."""
         return np.concatenate([self.split(s)[0] for s in superclasses])
 
     def classes(self, superclasses: list[int]) -> list[int]:
+        """The scenario's fine-class ids, sorted: the head rows a restricted subnet keeps."""
         return sorted(c for s in superclasses for c in self.ds.classes_of(s))
 
     def recal(self, superclasses: list[int]) -> np.ndarray:
+        """uint8 NCHW training images for BN recalibration: ``recal_images`` of them, a seeded
+        sample of every superclass's fit part (never held-out images), the same whatever
+        ``superclasses`` is (mixed statistics measured better than the scenario's own)."""
         # every superclass's fit part (never a held-out image), whatever the scenario
         pool = self.fit_indices(list(range(self.ds.num_superclasses)))
         rng = np.random.default_rng([self.seed, 104729])
@@ -185,6 +194,8 @@ class AccuracyPredictor(nn.Module):
         self.register_buffer("offset", torch.zeros(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, features]`` encodings (:func:`encode` or :func:`soft_encode`) -> ``[B]`` predicted
+        accuracies as fractions (0-1, not %); differentiable in ``x``."""
         return self.net(x).squeeze(-1) + self.offset
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 300, lr: float = 1e-3, seed: int = 0,
@@ -225,13 +236,17 @@ class AccuracyData:
         self._have = {(r["arch"], tuple(r["superclasses"])) for r in self.records}
 
     def has(self, arch: Arch, names: tuple[str, ...]) -> bool:
+        """Whether ``arch`` was measured on the scenario of superclass ``names`` (in that order)."""
         return (str(arch), names) in self._have
 
     def add(self, arch: Arch, names: tuple[str, ...], acc: float) -> None:
+        """Record a measured accuracy ``acc`` (%, kept to 4 decimals) in memory; :meth:`save`
+        writes it."""
         self.records.append({"arch": str(arch), "superclasses": list(names), "acc": round(acc, 4)})
         self._have.add((str(arch), names))
 
     def save(self) -> None:
+        """Rewrite the whole JSON-lines file atomically (nothing when ``path`` is None)."""
         if self.path is not None:
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
 

@@ -79,6 +79,12 @@ class GeneratorError(EdgeeasError):
 
 @dataclass
 class GeneratorConfig:
+    """Options of :func:`train_generator` (``edgeeas train generator`` sets them): steps and
+    batch sizes, Adam learning rate, MLP width, the accuracy term (``predictor`` or
+    ``supernet``) and the weights of the loss terms, the Gumbel-softmax temperature schedule
+    (``tau_start`` -> ``tau_end``), the ablation switch ``blind``, seed, checkpoint period (steps)
+    and torch threads (0: torch's default)."""
+
     steps: int = 2000
     batch_size: int = 48           # images per step for the accuracy term
     cost_batch: int = 64           # extra scenarios per step for the budget term only
@@ -116,6 +122,9 @@ class ArchGenerator(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, multi_hot: torch.Tensor, budget01: torch.Tensor):
+        """``multi_hot`` ``[B, n_superclasses]`` and ``budget01`` ``[B]`` (the budget scaled to the
+        target's feasible range, 0 = cheapest, 1 = dearest) -> the unnormalized logits
+        ``(depth [B,S,nd], expand [B,S,D,ne], kernel [B,S,D,nk])``."""
         if self.blind:
             multi_hot = torch.zeros_like(multi_hot)
         z = self.net(torch.cat([multi_hot, 2 * budget01[:, None] - 1], 1))
@@ -408,6 +417,9 @@ def _write_history(path: Path, history: list[dict]) -> None:
 
 # ---- files --------------------------------------------------------------------------------
 def save_generator(g: Generator, path: str | os.PathLike) -> None:
+    """Write ``g`` to ``path`` atomically as a ``weights_only``-loadable dict: format tag, MLP
+    state and shape, the supernet fingerprint, cost identity, superclass names and space it was
+    trained for (checked when loading), and the rest of ``g.meta``."""
     m = g.model
     atomic_torch_save({"format": FORMAT, "state_dict": m.state_dict(),
                        "model": {"n_superclasses": m.n_superclasses, "hidden": m.net[0].out_features,

@@ -1,4 +1,6 @@
-"""Real, tiny TFLite models for the device_bench tests and benchmarks.
+"""Real, tiny TFLite models for the tests and benchmarks (runner, protocol, adb target, farm,
+regress, validate).  Test support, not runtime: nothing in ``edgeeas``, ``device_bench`` or
+``android_runner`` imports it.
 
 Builds a small conv net with litert-torch's PT2E int8 path (full int8, int8
 in/out, NHWC input [1, 32, 32, 3]) or a float32 conversion of the same net,
