@@ -51,14 +51,14 @@ MODULES: dict[str, tuple[str, str]] = {
     "evaluate": ("edgeeas/evaluate.py",
                  "tests/test_core_evaluate.py tests/test_evaluate.py -k 'not shipped_supernet and not hand_counted'"),
     "parse": ("device_bench/parse.py", "tests/test_device_bench_parse.py"),
-    "space": ("edgeeas/space.py", "tests/test_space.py"),
+    "space": ("edgeeas/space.py", "tests/test_core_space.py tests/test_space.py"),
     "cost": ("edgeeas/search/cost.py",
-             "tests/test_search.py -k 'parse_budget or bad_budgets or feasibility or cost_table or madds_cost or repair'"),
+             "tests/test_core_cost.py tests/test_search.py -k 'test_core_cost or parse_budget or bad_budgets or "
+             "feasibility or cost_table or madds_cost or repair'"),
     "fit": ("edgeeas/latency/fit.py",
-            "tests/test_latency.py -k 'per_kernel_scales or crowding or rows_cover or default_space_rows'"),
+            "tests/test_core_latency.py tests/test_latency.py -k 'test_core_latency or per_kernel_scales or crowding'"),
     "predictor": ("edgeeas/latency/predictor.py",
-                  "tests/test_target_store.py tests/test_latency.py -k 'not adb_push and (not test_latency or per_kernel_scales "
-                  "or crowding or rows_cover or default_space_rows)'"),
+                  "tests/test_core_latency.py tests/test_target_store.py -k 'not adb_push'"),
     "data": ("edgeeas/data.py", "tests/test_data.py"),
 }
 SKIPPED = {"edgeeas/train.py": "not run: its tests train a supernet (minutes per run), far too slow "
@@ -94,6 +94,38 @@ def copy_tree(dst: Path) -> None:
     data = ROOT / "data"
     if data.exists():
         (dst / "data").symlink_to(data.resolve())
+
+
+def annotation_spans(source: str) -> list[tuple[int, int, int, int]] | None:
+    """(line, col, end line, end col) of every annotation of a module that has ``from __future__
+    import annotations`` (annotations then stay unevaluated strings), else None."""
+    import ast
+
+    tree = ast.parse(source)
+    if not any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and
+               any(a.name == "annotations" for a in n.names) for n in tree.body):
+        return None
+    spans = []
+    for n in ast.walk(tree):
+        anns = []
+        if isinstance(n, ast.arg):
+            anns.append(n.annotation)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            anns.append(n.returns)
+        elif isinstance(n, ast.AnnAssign):
+            anns.append(n.annotation)
+        spans += [(a.lineno, a.col_offset, a.end_lineno, a.end_col_offset) for a in anns if a is not None]
+    return spans
+
+
+def _inside(spans, row: int, col: int) -> bool:
+    return any((l0, c0) <= (row, col) < (l1, c1) for l0, c0, l1, c1 in spans)
+
+
+ANNOTATION_WHY = ("equivalent mutant: the mutated operator is inside a type annotation, and the module has "
+                  "`from __future__ import annotations`, so annotations are never evaluated (nothing in the "
+                  "package calls typing.get_type_hints or inspect.signature(eval_str=True)); found by the script "
+                  "from the module's AST")
 
 
 def mutated_line(diff: str) -> tuple[int | None, str, str]:
@@ -136,16 +168,19 @@ def run_module(name: str, sample: int, seed: int, py: str) -> dict:
             "excluded-modules = []\n"
             f"test-command = {json.dumps(cr_cmd)}\n"
             '[cosmic-ray.distributor]\nname = "local"\n')
+        spans = annotation_spans((work / path).read_text())
         cr = [str(Path(py).parent / "cosmic-ray")]
         subprocess.run(cr + ["init", "cr.toml", "s.sqlite"], cwd=work, env=env, check=True, capture_output=True)
         db = sqlite3.connect(work / "s.sqlite")
         # job ids are random uuids: sample over the mutants' positions so a seed picks the same mutants
         specs = sorted(db.execute("select operator_name, occurrence, start_pos_row, start_pos_col, job_id "
                                   "from mutation_specs").fetchall())
-        ids = [r[-1] for r in specs]
-        total = len(ids)
-        keep = set(ids) if sample <= 0 or sample >= total else set(random.Random(f"{seed}:{name}").sample(ids, sample))
-        drop = [i for i in ids if i not in keep]
+        total = len(specs)
+        # mutants inside annotations are equivalent (ANNOTATION_WHY): counted, not run
+        in_annotations = [r[-1] for r in specs if spans and _inside(spans, r[2], r[3])]
+        ids = [r[-1] for r in specs if r[-1] not in set(in_annotations)]
+        keep = set(ids) if sample <= 0 or sample >= len(ids) else set(random.Random(f"{seed}:{name}").sample(ids, sample))
+        drop = [i for i in ids if i not in keep] + in_annotations
         db.execute("PRAGMA foreign_keys=ON")
         db.executemany("insert into work_results (job_id, worker_outcome, output, test_outcome, diff) "
                        "values (?, 'SKIPPED', 'not in the sample', NULL, NULL)", [(i,) for i in drop])
@@ -156,13 +191,14 @@ def run_module(name: str, sample: int, seed: int, py: str) -> dict:
         wall = time.time() - t0
         db = sqlite3.connect(work / "s.sqlite")
         rows = db.execute(
-            "select r.job_id, r.worker_outcome, r.test_outcome, r.output, r.diff, m.operator_name, m.start_pos_row "
+            "select r.job_id, r.worker_outcome, r.test_outcome, r.output, r.diff, m.operator_name, m.start_pos_row, "
+            "m.start_pos_col "
             "from work_results r join mutation_specs m on m.job_id = r.job_id "
             "where r.worker_outcome != 'SKIPPED'").fetchall()
         db.close()
     killed = survived = timeout_n = incompetent = 0
     survivors, explained = [], {}
-    for job, worker, test, output, diff, op, row in rows:
+    for job, worker, test, output, diff, op, row, col in rows:
         if worker != "NORMAL" or test == "INCOMPETENT":
             incompetent += 1
         elif test == "KILLED":
@@ -174,7 +210,7 @@ def run_module(name: str, sample: int, seed: int, py: str) -> dict:
             line, old, new = mutated_line(diff or "")
             survivors.append({"id": job, "operator": op, "line": line if line is not None else row,
                               "original": old, "mutated": new})
-            why = EXPLAINED.get((name, op, old, new))
+            why = EXPLAINED.get((name, op, old, new)) or (ANNOTATION_WHY if spans and _inside(spans, row, col) else None)
             if why:
                 explained[job] = why
     done = killed + survived
@@ -185,18 +221,21 @@ def run_module(name: str, sample: int, seed: int, py: str) -> dict:
         "unmutated_test_run_s": round(base_s, 1),
         "timeout_s": round(timeout),
         "mutants_total": total,
+        "mutants_in_annotations": len(in_annotations),
+        "mutants_in_annotations_why": ANNOTATION_WHY if in_annotations else None,
+        "mutants_eligible": len(ids),
         "mutants_run": len(rows),
-        "sampled": len(keep) < total,
+        "sampled": len(keep) < len(ids),
         "killed": killed - timeout_n,
         "timeout": timeout_n,
         "survived": survived,
         "incompetent": incompetent,
         "kill_rate_pct": round(100 * killed / done, 1) if done else None,
-        "kill_rate_95ci_pct": wilson(killed, done) if len(keep) < total else None,
+        "kill_rate_95ci_pct": wilson(killed, done) if len(keep) < len(ids) else None,
         "kill_rate_excluding_explained_pct": round(100 * killed / (done - len(explained)), 1)
         if done - len(explained) else None,
         "exec_wall_s": round(wall, 1),
-        "estimated_full_run_s": round(wall / max(len(rows), 1) * total),
+        "estimated_full_run_s": round(wall / max(len(rows), 1) * len(ids)),
         "survivors": survivors,
         "explained": explained,
         "run_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
