@@ -191,7 +191,6 @@ def log(msg: str) -> None:
 
 
 def parse_args(argv=None):
-    register_oracle()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--supernet", default=str(ROOT / "runs" / "default"), help="run directory or supernet .pt")
     p.add_argument("--generator", default=None, help="default: <run>/generator-<target>.pt")
@@ -205,7 +204,8 @@ def parse_args(argv=None):
                    help="fitness evaluations per scenario for evolution, and samples for random search")
     p.add_argument("--population", type=int, default=100)
     p.add_argument("--predictor-samples", type=int, default=200, help="measured subnets per superclass")
-    p.add_argument("--strategies", default=",".join(registered_strategies()))
+    p.add_argument("--strategies", default=",".join(dict.fromkeys(registered_strategies() + ["oracle"])),
+                   help="comma-separated; default: every registered strategy and the benchmark's oracle")
     p.add_argument("--recal-images", type=int, default=1000)
     p.add_argument("--calib-images", type=int, default=256)
     p.add_argument("--skip-accuracy", action="store_true", help="only (a)")
@@ -255,6 +255,7 @@ def fmt_budget(ms: float) -> str:
 
 
 def main(argv=None) -> int:
+    register_oracle()  # here, not at import: importing the benchmark must not change the CLI's choices
     args = parse_args(argv)
     import numpy as np
     import torch
