@@ -1,5 +1,13 @@
 """Supernet checkpoints: one dict of tensors and plain values, written atomically, read with
-``torch.load(weights_only=True)`` so a checkpoint can never run code."""
+``torch.load(weights_only=True)`` so a checkpoint can never run code.
+
+A checkpoint records the names of its head's classes (``meta["classes"]``, row order).  Pairing
+a supernet with a dataset matches classes by name, never by position (:func:`head_rows`,
+``load_supernet(..., dataset=ds)``): the dataset's classes take the head rows of the same names,
+in the dataset's order, and a dataset class the head does not have is a one-line error.  A
+checkpoint written before the names were recorded, with a 100-way head, was trained on
+CIFAR-100: its head classes are CIFAR-100's fine classes in label order
+(:data:`edgeeas.data.CIFAR100_CLASSES`)."""
 from __future__ import annotations
 
 import os
@@ -9,8 +17,8 @@ from .errors import EdgeeasError
 from .space import DEFAULT_SPACE, SearchSpace
 from .utils import atomic_torch_save
 
-__all__ = ["CheckpointError", "save_supernet", "load_supernet", "load_raw", "resolve_supernet",
-           "default_generator_path", "FORMAT", "DEFAULT_SUPERNET"]
+__all__ = ["CheckpointError", "ClassMismatchError", "save_supernet", "load_supernet", "load_raw", "resolve_supernet",
+           "default_generator_path", "head_classes", "head_rows", "align_head", "FORMAT", "DEFAULT_SUPERNET"]
 
 FORMAT = "edgeeas-supernet/1"
 DEFAULT_SUPERNET = Path(__file__).resolve().parent.parent / "runs" / "default" / "supernet.pt"
@@ -18,6 +26,73 @@ DEFAULT_SUPERNET = Path(__file__).resolve().parent.parent / "runs" / "default" /
 
 class CheckpointError(EdgeeasError):
     """A checkpoint is missing, unreadable, or from another search space (one-line message)."""
+
+
+class ClassMismatchError(CheckpointError):
+    """A dataset has classes a supernet's head does not (one line listing them)."""
+
+
+def head_classes(meta: dict, space: SearchSpace, where: str = "the supernet") -> list[str]:
+    """The names of a checkpoint's head rows: ``meta["classes"]``; for a checkpoint from before
+    they were recorded with a 100-way head, CIFAR-100's fine classes (documented above).
+
+    Raises:
+        CheckpointError: the names are missing (and the head is not 100-way) or do not fit the head.
+    """
+    from .data import CIFAR100_CLASSES
+
+    names = (meta or {}).get("classes")
+    if not names:
+        if space.num_classes == len(CIFAR100_CLASSES):
+            return list(CIFAR100_CLASSES)
+        raise CheckpointError(f"{where} does not record its head's class names (meta['classes']) and has a "
+                              f"{space.num_classes}-way head: retrain it with this version")
+    names = [str(n) for n in names]
+    if len(names) != space.num_classes or len(set(names)) != len(names):
+        raise CheckpointError(f"{where} records {len(names)} class names ({len(set(names))} distinct) for a "
+                              f"{space.num_classes}-way head")
+    return names
+
+
+def head_rows(head: list[str], classes: list[str], where: str = "the supernet", dataset: str = "the dataset",
+              hint: str = "") -> list[int]:
+    """For each name of ``classes`` (a dataset's, in its order), the index of the head row of the
+    same name.
+
+    Raises:
+        ClassMismatchError: classes the head does not have (one line listing them, and the
+            head's own classes beyond them, ``hint`` appended).
+    """
+    index = {c: i for i, c in enumerate(head)}
+    missing = [c for c in classes if c not in index]
+    if missing:
+        extra = [c for c in head if c not in set(classes)]
+        more = lambda v: ", ".join(v[:6]) + (f" (and {len(v) - 6} more)" if len(v) > 6 else "")  # noqa: E731
+        raise ClassMismatchError(
+            f"{dataset} has classes {where}'s head does not: missing {more(missing)}"
+            f"{'; the head has instead ' + more(extra) if extra else ''}"
+            f"{hint or '; fine-tune a supernet for these classes: edgeeas train supernet --data ... --init RUN'}")
+    return [index[c] for c in classes]
+
+
+def align_head(net, rows: list[int]):
+    """``net`` with its head reduced/reordered to ``rows`` (row ``i`` of the result is row
+    ``rows[i]`` of ``net``), in a space with a ``len(rows)``-way head; ``net`` itself when
+    ``rows`` is every row in order (so its fingerprint, and what is cached by it, stays)."""
+    import torch
+
+    from .nn.supernet import Supernet
+
+    if list(rows) == list(range(net.space.num_classes)):
+        return net
+    out = Supernet(net.space.with_num_classes(len(rows)))
+    sd = dict(net.state_dict())
+    idx = torch.as_tensor(list(rows), dtype=torch.long)
+    sd["head.fc.weight"] = sd["head.fc.weight"][idx].clone()
+    sd["head.fc.bias"] = sd["head.fc.bias"][idx].clone()
+    out.load_state_dict(sd)
+    out.train(net.training)
+    return out
 
 
 def resolve_supernet(arg: str | os.PathLike | None) -> Path:
@@ -69,11 +144,21 @@ def load_raw(path: str | os.PathLike) -> dict:
     return ck
 
 
-def load_supernet(path: str | os.PathLike | None = None, space: SearchSpace | None = None):
-    """(Supernet in eval mode, meta dict).  ``space``, if given, must match the checkpoint's."""
+def load_supernet(path: str | os.PathLike | None = None, space: SearchSpace | None = None, dataset=None):
+    """(Supernet in eval mode, meta dict).  ``path``: a checkpoint or a run directory
+    (:func:`resolve_supernet`).  ``space``, if given, must match the checkpoint's.
+
+    With ``dataset`` (an :class:`edgeeas.data.Dataset`) the head is matched to the dataset's
+    classes by name (:func:`head_rows`, :func:`align_head`): head row ``i`` of the returned
+    supernet is the dataset's class ``i``; ``meta["head_classes"]`` then lists those names.
+
+    Raises:
+        CheckpointError: a missing, unreadable or mismatching checkpoint.
+        ClassMismatchError: the dataset has classes the head does not.
+    """
     from .nn.supernet import Supernet
 
-    path = Path(path) if path else DEFAULT_SUPERNET
+    path = resolve_supernet(path)  # a run directory names its supernet.pt, as in every command
     ck = load_raw(path)
     try:
         ck_space = SearchSpace.from_dict(ck["space"])
@@ -93,7 +178,15 @@ def load_supernet(path: str | os.PathLike | None = None, space: SearchSpace | No
         raise CheckpointError(f"{path} does not fit search space {ck_space.name!r}: "
                               f"{len(missing)} missing and {len(unexpected)} unexpected tensors")
     net.eval()
-    return net, ck.get("meta", {})
+    meta = dict(ck.get("meta", {}))
+    if dataset is not None:
+        head = head_classes(meta, ck_space, str(path))
+        rows = head_rows(head, list(dataset.classes), where=f"supernet {path}",
+                         dataset=f"dataset {dataset.name} ({dataset.source})")
+        net = align_head(net, rows)
+        net.eval()
+        meta["head_classes"] = [head[r] for r in rows]
+    return net, meta
 
 
 def _diff(a: SearchSpace, b: SearchSpace) -> str:

@@ -7,7 +7,18 @@ Two sources, never a download:
 * a user's ImageFolder tree (``train/<class>/*.png``, ``test/<class>/*.png``) with a
   ``superclasses.yaml`` that maps every class to a superclass.
 
-The location comes from ``--data``, else ``EDGEEAS_DATA``, else ``./data``.
+The location comes from ``--data``, else ``EDGEEAS_DATA``, else ``./data``.  ``--superclasses
+FILE`` (every command that takes ``--data``) regroups any dataset, CIFAR-100 included: a YAML
+``superclass: [class, ...]`` mapping, validated up front (every class named exists, no class in
+two groups, no duplicate key, no empty or one-class group: each a one-line error naming the
+line).  Classes the file does not name are left out of the dataset (a tree's own
+``superclasses.yaml`` must name every class instead).
+
+A dataset's ``fingerprint`` covers its content: every image's bytes and label of both splits,
+the class and superclass names and the grouping, so changing any image or the grouping
+invalidates every cache keyed by it (accuracy caches, specialized models).  Classes are
+identified by *name* (``Dataset.classes``): a supernet's head rows are matched to them by name
+(:func:`edgeeas.checkpoint.load_supernet` with ``dataset=``).
 Everything is held in memory as uint8 NCHW tensors (CIFAR-100 is 180 MB): augmentation and
 batching then run on tensors, which is what keeps a 2-core machine busy with training
 rather than with Python image decoding.
@@ -27,7 +38,8 @@ import numpy as np
 
 from .errors import EdgeeasError
 
-__all__ = ["Dataset", "DataError", "load_dataset", "resolve_data_path", "MEAN", "STD"]
+__all__ = ["Dataset", "DataError", "DataSource", "load_dataset", "load_grouping", "regroup", "resolve_data_path",
+           "content_fingerprint", "CIFAR100_CLASSES", "MEAN", "STD"]
 
 # Per-channel statistics of the CIFAR-100 training images (shared/data/README.md); used for
 # every dataset so that an exported model's input normalization is one known constant.
@@ -35,8 +47,41 @@ MEAN = (0.5073, 0.4867, 0.4412)
 STD = (0.2674, 0.2565, 0.2762)
 
 
+# The fine classes of CIFAR-100 in label order (its meta's fine_label_names): the head classes of
+# a supernet checkpoint that predates recording them (meta["classes"]) and has a 100-way head.
+CIFAR100_CLASSES = (
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel "
+    "can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur "
+    "dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion "
+    "lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree "
+    "pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea "
+    "seal shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table "
+    "tank telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman "
+    "worm").split()
+
+
 class DataError(EdgeeasError):
     """The data could not be found or does not have the expected form (one-line message)."""
+
+
+class DataSource(str):
+    """A ``--data`` value (the path, ``""`` for the default) that also carries ``--superclasses``:
+    a ``str``, so everything that records or passes the path on keeps working, and
+    :func:`load_dataset` applies the grouping wherever the value travels."""
+
+    superclasses: str | None = None
+
+    def __new__(cls, path, superclasses=None):
+        obj = super().__new__(cls, "" if path is None else str(path))
+        obj.superclasses = str(superclasses) if superclasses else None
+        return obj
+
+    @classmethod
+    def of(cls, path, superclasses=None):
+        """``path`` itself without a grouping (None stays None), else a DataSource."""
+        if not superclasses:
+            return path
+        return cls(path, superclasses)
 
 
 @dataclass
@@ -45,7 +90,7 @@ class Split:
     labels: np.ndarray  # int64 [N] fine-class ids
 
 
-@dataclass
+@dataclass(eq=False)
 class Dataset:
     name: str
     classes: list[str]            # fine-class names, index = fine-class id
@@ -99,18 +144,48 @@ def resolve_data_path(path: str | os.PathLike | None = None) -> Path:
     return p
 
 
-def load_dataset(path: str | os.PathLike | None = None) -> Dataset:
-    p = resolve_data_path(path).resolve()
+def load_dataset(path: str | os.PathLike | None = None, superclasses: str | os.PathLike | None = None) -> Dataset:
+    """The dataset at ``path`` (:func:`resolve_data_path`), regrouped by the YAML file
+    ``superclasses`` if given (or if ``path`` is a :class:`DataSource` carrying one).
+
+    Raises:
+        DataError: no dataset, an unreadable one, or a bad grouping (one line, naming the line).
+    """
+    superclasses = superclasses or getattr(path, "superclasses", None)
+    p = resolve_data_path(path or None).resolve()
+    ds = _load_cached(str(p), _stamp(p), _is_tree(p) and superclasses is not None)
+    if superclasses:
+        sp = Path(superclasses)
+        if not sp.is_file():
+            raise DataError(f"--superclasses {sp}: no such file; expected a YAML 'superclass: [class, ...]' mapping")
+        st = sp.stat()
+        ds = _regroup_cached(ds, str(sp.resolve()), st.st_mtime_ns, st.st_size)
+    return ds
+
+
+def _is_tree(p: Path) -> bool:
+    return p.is_dir() and (p / "train").is_dir() and (p / "test").is_dir()
+
+
+def _stamp(p: Path) -> tuple:
+    """What the cache keys on: the file's (mtime, size), or for a tree every file's."""
+    if _is_tree(p):
+        return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(p.rglob("*")) if f.is_file())
     st = p.stat()
-    return _load_cached(str(p), st.st_mtime_ns, st.st_size)
+    return (st.st_mtime_ns, st.st_size)
 
 
 @functools.lru_cache(maxsize=2)
-def _load_cached(p: str, _mtime: int, _size: int) -> Dataset:
+def _load_cached(p: str, _stamp: tuple, grouping_given: bool = False) -> Dataset:
     path = Path(p)
-    if path.is_dir() and (path / "superclasses.yaml").exists():
-        return _load_imagefolder(path)
+    if _is_tree(path):
+        return _load_imagefolder(path, own_map=not grouping_given or (path / "superclasses.yaml").exists())
     return _load_cifar100(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _regroup_cached(ds: Dataset, path: str, _mtime: int, _size: int) -> Dataset:
+    return regroup(ds, Path(path))
 
 
 # ---- CIFAR-100 ------------------------------------------------------------------------
@@ -193,9 +268,24 @@ def _load_cifar100(path: Path) -> Dataset:
         splits[name] = Split(data.reshape(-1, 3, 32, 32), fine)
     if (c2s < 0).any():
         raise DataError(f"{path}: fine classes {np.flatnonzero(c2s < 0).tolist()[:5]} have no image")
-    fp = hashlib.sha256(raw["meta"] + raw["test"][:1 << 20]).hexdigest()[:16]
-    return Dataset("cifar100", classes, supers, c2s, splits["train"], splits["test"],
-                   source=str(path), fingerprint=fp)
+    return Dataset("cifar100", classes, supers, c2s, splits["train"], splits["test"], source=str(path),
+                   fingerprint=content_fingerprint(classes, supers, c2s, splits["train"], splits["test"]))
+
+
+def content_fingerprint(classes: list[str], superclasses: list[str], class_to_super: np.ndarray,
+                        train: Split, test: Split) -> str:
+    """sha256 (16 hex digits) of what a dataset is: class and superclass names, the grouping,
+    and every image's bytes and label of both splits (all of CIFAR-100 takes about 0.3 s)."""
+    h = hashlib.sha256()
+    for part in ("\n".join(classes), "\n".join(superclasses)):
+        h.update(part.encode())
+        h.update(b"\0")
+    h.update(np.ascontiguousarray(class_to_super, dtype=np.int64).tobytes())
+    for s in (train, test):
+        h.update(np.ascontiguousarray(s.labels, dtype=np.int64).tobytes())
+        h.update(str(s.images.shape).encode())
+        h.update(np.ascontiguousarray(s.images).data)
+    return h.hexdigest()[:16]
 
 
 def _s(b) -> str:
@@ -206,43 +296,155 @@ def _s(b) -> str:
 _IMG_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
-def _load_superclass_map(path: Path) -> dict[str, str]:
-    from .utils import read_yaml
+class _Group:
+    """One superclass of a grouping file, with the lines it came from."""
 
-    doc = read_yaml(path, "superclass map", DataError,
-                    "expected 'superclass: [class, ...]' or 'class: superclass' entries")
-    if not isinstance(doc, dict) or not doc:
-        raise DataError(f"{path}: expected a mapping 'superclass: [class, ...]' or 'class: superclass'")
-    out: dict[str, str] = {}
-    for k, v in doc.items():
-        if isinstance(v, list):        # superclass: [classes]
-            for c in v:
-                if str(c) in out:
-                    raise DataError(f"{path}: class {c!r} is in two superclasses ({out[str(c)]!r} and {k!r})")
-                out[str(c)] = str(k)
-        elif isinstance(v, str):       # class: superclass
-            out[str(k)] = v
+    def __init__(self, name: str, line: int):
+        self.name, self.line, self.classes = name, line, []   # classes: [(class, line)]
+
+
+def _yaml_groups(path: Path) -> list[_Group]:
+    """The groups of a superclass YAML in file order, each with its line numbers.
+
+    Two forms, mixable: ``superclass: [class, ...]`` and ``class: superclass``.  Parsed through
+    ``yaml.compose`` (safe: only plain nodes), which keeps the line of every key and item, so
+    a duplicate key (which ``yaml.safe_load`` would silently collapse to its last value) is an
+    error naming both lines."""
+    import yaml
+
+    hint = "expected a mapping 'superclass: [class, ...]' (or 'class: superclass')"
+    try:
+        node = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
+    except OSError as e:
+        raise DataError(f"superclass map {path}: cannot read ({e.strerror or e}); {hint}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise DataError(f"superclass map {path}: not readable YAML{at}; {hint}") from None
+    if not isinstance(node, yaml.MappingNode) or not node.value:
+        raise DataError(f"{path}: {hint}")
+    groups: dict[str, _Group] = {}
+    keys_seen: dict[str, int] = {}
+
+    def scalar(n, what: str) -> str:
+        if not isinstance(n, yaml.ScalarNode) or n.value == "" and n.tag.endswith(":null"):
+            raise DataError(f"{path} line {n.start_mark.line + 1}: {what} must be a name, got "
+                            f"{'a list' if isinstance(n, yaml.SequenceNode) else 'a mapping' if isinstance(n, yaml.MappingNode) else 'nothing'}")
+        return str(n.value)
+
+    for k, v in node.value:
+        line = k.start_mark.line + 1
+        key = scalar(k, "a key")
+        if key in keys_seen:
+            raise DataError(f"{path} line {line}: key {key!r} is given twice (first at line {keys_seen[key]}); "
+                            f"YAML would keep only the last")
+        keys_seen[key] = line
+        if isinstance(v, yaml.SequenceNode) or (isinstance(v, yaml.ScalarNode) and v.tag.endswith(":null")):
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = _Group(key, line)
+            for item in (v.value if isinstance(v, yaml.SequenceNode) else []):
+                g.classes.append((scalar(item, f"a class of superclass {key!r}"), item.start_mark.line + 1))
+            if not g.classes:
+                raise DataError(f"{path} line {line}: superclass {key!r} is empty; give it two or more classes")
+        elif isinstance(v, yaml.ScalarNode):       # class: superclass
+            sup = str(v.value)
+            g = groups.get(sup)
+            if g is None:
+                g = groups[sup] = _Group(sup, line)
+            g.classes.append((key, line))
         else:
-            raise DataError(f"{path}: entry {k!r} maps to {v!r}; expected a list of classes or a superclass name")
-    return out
+            raise DataError(f"{path} line {line}: entry {key!r} maps to a mapping; "
+                            f"expected a list of classes or a superclass name")
+    return list(groups.values())
 
 
-def _load_imagefolder(root: Path, size: int = 32) -> Dataset:
+def load_grouping(path: str | os.PathLike, classes: list[str], *, dataset: str = "the dataset",
+                  require_all: bool = False, unknown_hint: str = "") -> tuple[list[str], dict[str, str]]:
+    """(superclass names in file order, class -> superclass) of a grouping file, validated.
+
+    Args:
+        path: the YAML file.
+        classes: the dataset's class names; every class the file names must be one of them.
+        require_all: every class must be in a group (a tree's own ``superclasses.yaml``);
+            otherwise classes left out are left out of the dataset (:func:`regroup`).
+
+    Raises:
+        DataError: one line naming the file and the line: a class the dataset does not have, a
+            class in two groups, a duplicate key, an empty group, a group of one class (a
+            1-way model is always "right", so its accuracy would be a fake 100 %), or (with
+            ``require_all``) classes left out.
+    """
+    path = Path(path)
+    groups = _yaml_groups(path)
+    known = set(classes)
+    out: dict[str, str] = {}
+    where: dict[str, int] = {}
+    for g in groups:
+        for c, line in g.classes:
+            if c not in known:
+                raise DataError(f"{path} line {line}: superclass {g.name!r} names class {c!r}, which "
+                                f"{dataset} does not have{unknown_hint}")
+            if c in out:
+                if out[c] == g.name:
+                    raise DataError(f"{path} line {line}: class {c!r} is listed twice in superclass {g.name!r} "
+                                    f"(first at line {where[c]})")
+                raise DataError(f"{path} line {line}: class {c!r} is in two superclasses ({out[c]!r} at line "
+                                f"{where[c]} and {g.name!r})")
+            out[c], where[c] = g.name, line
+    for g in groups:
+        if len(g.classes) == 1:
+            raise DataError(f"{path} line {g.line}: superclass {g.name!r} has one class ({g.classes[0][0]}): a "
+                            f"1-way model is always right, so its accuracy means nothing; put it in a group "
+                            f"of two or more classes")
+    if require_all:
+        left_out = [c for c in classes if c not in out]
+        if left_out:
+            raise DataError(f"{path} leaves out classes: {', '.join(left_out[:5])}"
+                            f"{' (and %d more)' % (len(left_out) - 5) if len(left_out) > 5 else ''}; "
+                            f"every class needs a superclass")
+    return [g.name for g in groups], out
+
+
+def regroup(ds: Dataset, path: str | os.PathLike) -> Dataset:
+    """``ds`` with the superclasses of the grouping file ``path`` (:func:`load_grouping`), in
+    file order; classes the file leaves out are dropped with their images (the kept classes
+    keep their order, so a file naming all 100 CIFAR classes keeps CIFAR's class ids)."""
+    supers, mapping = load_grouping(path, ds.classes, dataset=f"{ds.name} ({ds.source})")
+    keep = [i for i, c in enumerate(ds.classes) if c in mapping]
+    classes = [ds.classes[i] for i in keep]
+    new_id = np.full(ds.num_classes, -1, np.int64)
+    new_id[keep] = np.arange(len(keep))
+    c2s = np.array([supers.index(mapping[c]) for c in classes], dtype=np.int64)
+    splits = {}
+    for name in ("train", "test"):
+        s = getattr(ds, name)
+        sel = np.flatnonzero(new_id[s.labels] >= 0)
+        splits[name] = Split(s.images[sel] if len(sel) < len(s.labels) else s.images, new_id[s.labels[sel]])
+    return Dataset(ds.name, classes, supers, c2s, splits["train"], splits["test"],
+                   source=f"{ds.source} --superclasses {path}",
+                   fingerprint=content_fingerprint(classes, supers, c2s, splits["train"], splits["test"]))
+
+
+def _load_imagefolder(root: Path, size: int = 32, own_map: bool = True) -> Dataset:
+    """A tree ``train/<class>/*``, ``test/<class>/*`` (classes: the train folders, sorted by name)
+    with its ``superclasses.yaml`` (superclasses sorted by name).  Without one (``own_map``
+    False: ``--superclasses`` will group it) every class is in one superclass ``all`` until then."""
     from PIL import Image
 
-    mapping = _load_superclass_map(root / "superclasses.yaml")
     split_dirs = {s: root / s for s in ("train", "test")}
     if not all(d.is_dir() for d in split_dirs.values()):
         raise DataError(f"{root}: expected folders train/<class>/ and test/<class>/ next to superclasses.yaml")
     classes = sorted(d.name for d in split_dirs["train"].iterdir() if d.is_dir())
-    unknown = sorted(set(mapping) - set(classes))
-    if unknown:
-        raise DataError(f"{root}/superclasses.yaml names classes with no train folder: {', '.join(unknown[:5])}")
-    left_out = [c for c in classes if c not in mapping]
-    if left_out:
-        raise DataError(f"{root}/superclasses.yaml leaves out classes: {', '.join(left_out[:5])}; "
-                        f"every class needs a superclass")
-    supers = sorted(set(mapping.values()))
+    if own_map:
+        if not (root / "superclasses.yaml").is_file():
+            raise DataError(f"{root} has no superclasses.yaml: write one ('superclass: [class, ...]') or pass "
+                            f"--superclasses FILE")
+        names, mapping = load_grouping(root / "superclasses.yaml", classes, dataset=str(root),
+                                       require_all=True, unknown_hint=" (no train folder)")
+        supers = sorted(names)
+    else:
+        supers, mapping = ["all"], {c: "all" for c in classes}
     c2s = np.array([supers.index(mapping[c]) for c in classes], dtype=np.int64)
     splits = {}
     for name, d in split_dirs.items():
@@ -261,6 +463,5 @@ def _load_imagefolder(root: Path, size: int = 32) -> Dataset:
         if not imgs:
             raise DataError(f"{d}: no images found (expected {d}/<class>/*.png)")
         splits[name] = Split(np.stack(imgs), np.array(labels, dtype=np.int64))
-    fp = hashlib.sha256(("|".join(classes) + "|".join(supers)).encode()).hexdigest()[:16]
-    return Dataset(root.name, classes, supers, c2s, splits["train"], splits["test"],
-                   source=str(root), fingerprint=fp)
+    return Dataset(root.name, classes, supers, c2s, splits["train"], splits["test"], source=str(root),
+                   fingerprint=content_fingerprint(classes, supers, c2s, splits["train"], splits["test"]))

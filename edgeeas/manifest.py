@@ -452,13 +452,21 @@ class ModelInputs:
 
 
 def manifest_classes(manifest: ModelManifest, ds) -> list[int]:
-    """Fine-class ids in head order: ``manifest.classes``, else every class of its
+    """Fine-class ids in head order: the dataset's ids of ``manifest.labels`` (class names, matched
+    by name), else ``manifest.classes``, else every class of its
     ``superclasses`` (ascending id, as ``edgeeas specialize`` orders a head).
 
     Raises:
         ManifestError: class ids outside the dataset.
         EdgeeasUsageError: neither classes nor superclasses (or an unknown superclass name).
     """
+    if manifest.labels:  # class names win: the dataset's ids of the same names, in head order
+        index = {c: i for i, c in enumerate(ds.classes)}
+        missing = [n for n in manifest.labels if n not in index]
+        if missing:
+            raise ManifestError(f"the model's classes {', '.join(missing[:5])} are not classes of dataset {ds.name} "
+                                f"({getattr(ds, 'source', '')}); pass the --data it was built with")
+        return [index[n] for n in manifest.labels]
     if manifest.classes:
         bad = [c for c in manifest.classes if not 0 <= c < ds.num_classes]
         if bad:

@@ -71,6 +71,22 @@ class SearchSpace:
             raise ValueError(f"kernels must be odd, got {self.kernels}")
 
     # ---- structure -------------------------------------------------------------------
+    def with_num_classes(self, n: int) -> "SearchSpace":
+        """The same space with an ``n``-way head (a supernet for a dataset of ``n`` classes).  Its
+        ``to_dict`` (and so every fingerprint made from it: supernets, generators) differs from
+        this space's unless ``n`` is the same; latency tables, whose head rows are measured per
+        head size, serve both (:meth:`same_body`)."""
+        from dataclasses import replace
+
+        if n < 2:
+            raise ValueError(f"a head needs at least 2 classes, got {n}")
+        return self if n == self.num_classes else replace(self, num_classes=int(n))
+
+    def same_body(self, other: "SearchSpace") -> bool:
+        """True when the two spaces differ at most in their head size (``num_classes``): every
+        block, stem and head layer then has the same latency-table row."""
+        return isinstance(other, SearchSpace) and self.with_num_classes(other.num_classes) == other
+
     @property
     def num_stages(self) -> int:
         """Number of rows in the stage table (5 by default): the length of ``Arch.depths``."""

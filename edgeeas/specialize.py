@@ -235,10 +235,11 @@ class Specializer:
         self.cfg = cfg
         self.log = log or (lambda m: None)
         self.supernet_path = Path(resolve_supernet(cfg.supernet))
-        self.net, self.net_meta = load_supernet(self.supernet_path)
+        self.ds = load_dataset(cfg.data)
+        # head rows matched to the dataset's classes by name: row i is the dataset's class i
+        self.net, self.net_meta = load_supernet(self.supernet_path, dataset=self.ds)
         self.space = self.net.space
         self.net_fp = supernet_fingerprint(self.net)
-        self.ds = load_dataset(cfg.data)
         self.out = Path(cfg.out) / _fs_name(cfg.target)
         self._kinds: dict[str, _CostKind] = {}
         self._latency = None  # the target's latency predictor, if it has one (for MAdds budgets too)

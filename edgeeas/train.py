@@ -73,6 +73,7 @@ class TrainConfig:
     channels_last: bool = True
     keep_epochs: tuple = ()         # after these epochs, also keep a resumable copy ``epochNN.pt`` (fork points)
     init_from: str = ""             # start a new run from another run's resumable checkpoint (fork)
+    init: str = ""                  # transfer: start from a trained supernet's weights (run dir or .pt), new head
 
     def steps_per_epoch(self, n_train: int, world: int) -> int:
         return max(1, n_train // (self.batch_size * world))
@@ -185,9 +186,67 @@ def _dist_setup():
     return rank, world, device
 
 
-def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space: SearchSpace = DEFAULT_SPACE,
+def _transfer_init(net: Supernet, ds: Dataset, source: str) -> dict:
+    """Copy a trained supernet's weights into ``net`` (transfer, NAT): every tensor but the
+    classifier, and the classifier rows of the classes whose names the two heads share; the
+    other rows keep their fresh initialization.  Returns what to record (``meta["init"]``).
+
+    Raises:
+        TrainError: an unreadable checkpoint, or one of another search space (besides the head size).
+    """
+    from .checkpoint import head_classes, load_supernet, resolve_supernet
+    from .utils import sha256_file
+
+    try:
+        path = resolve_supernet(source)
+        src, src_meta = load_supernet(path)
+        head = head_classes(src_meta, src.space, str(path))
+    except CheckpointError as e:
+        raise TrainError(f"--init: {e}") from None
+    if not src.space.same_body(net.space):
+        raise TrainError(f"--init {path}: its search space {src.space.name!r} differs from this run's beyond the head "
+                         f"size; --init takes a supernet of the same space")
+    sd = {k: v for k, v in src.state_dict().items() if not k.startswith("head.fc.")}
+    sd["head.fc.weight"] = net.head.fc.weight.detach().clone()
+    sd["head.fc.bias"] = net.head.fc.bias.detach().clone()
+    index = {c: i for i, c in enumerate(head)}
+    kept = [(i, index[c]) for i, c in enumerate(ds.classes) if c in index]
+    if kept:
+        dst, srows = (torch.tensor(v) for v in zip(*kept))
+        sd["head.fc.weight"][dst] = src.head.fc.weight.detach()[srows]
+        sd["head.fc.bias"][dst] = src.head.fc.bias.detach()[srows]
+    net.load_state_dict(sd)
+    return {"from": str(path), "sha256": sha256_file(path), "epochs_done": src_meta.get("epochs_done"),
+            "head_rows_kept": len(kept), "classes_kept": [ds.classes[i] for i, _ in kept],
+            "dataset": src_meta.get("dataset")}
+
+
+def _check_classes(ck: dict, ds: Dataset, what: str) -> None:
+    """A resumed or forked run must train the classes it was started on, in the same order."""
+    from .checkpoint import head_classes
+
+    try:
+        head = head_classes(ck.get("meta", {}), SearchSpace.from_dict(ck["space"]), what)
+    except (CheckpointError, KeyError, TypeError, ValueError) as e:
+        raise TrainError(str(e)) from None
+    if head != list(ds.classes):
+        missing = [c for c in ds.classes if c not in head]
+        extra = [c for c in head if c not in ds.classes]
+        detail = (f"the dataset adds {', '.join(missing[:5]) or 'nothing'} and lacks {', '.join(extra[:5]) or 'nothing'}"
+                  if missing or extra else "the same classes in another order")
+        raise TrainError(f"{what} was trained on other classes than dataset {ds.name} ({detail}); pass the --data "
+                         f"(and --superclasses) it was started with, or start a new run with --init")
+
+
+def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space: SearchSpace | None = None,
                    progress: bool = True, log=print) -> Path:
-    """Train (or resume) a supernet into ``cfg.out``; returns the path of ``supernet.pt``."""
+    """Train (or resume) a supernet into ``cfg.out``; returns the path of ``supernet.pt``.
+
+    The head is sized from the dataset (``space``: the default space with a
+    ``ds.num_classes``-way head, unless given); a resumed or forked run keeps its checkpoint's
+    space and must see the same classes.  ``cfg.init`` starts from a trained supernet's weights
+    (transfer): the classifier rows of classes with matching names are kept, the others are
+    fresh; optimizer and schedule start afresh."""
     out = Path(cfg.out)
     last = out / "last.pt"
     if resume and not last.exists():
@@ -197,6 +256,23 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
                          f"or choose a fresh --out")
     if resume and cfg.init_from:
         raise TrainError("--init-from starts a new run; to continue this one use --resume alone")
+    if cfg.init and cfg.init_from:
+        raise TrainError("give --init (a trained supernet's weights, new optimizer and schedule) or --init-from "
+                         "(fork a resumable checkpoint), not both")
+    ck = None
+    if resume or cfg.init_from:
+        try:
+            ck = load_raw(last if resume else cfg.init_from)
+        except CheckpointError as e:
+            raise TrainError(str(e)) from None
+        _check_classes(ck, ds, str(last if resume else cfg.init_from))
+        if space is None:
+            try:
+                space = SearchSpace.from_dict(ck["space"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise TrainError(f"{last if resume else cfg.init_from}: unreadable search space ({e})") from None
+    if space is None:
+        space = DEFAULT_SPACE.with_num_classes(ds.num_classes) if ds.num_classes >= 2 else DEFAULT_SPACE
     if ds.num_classes != space.num_classes:
         raise TrainError(f"dataset {ds.name} has {ds.num_classes} classes but search space {space.name} "
                          f"has a {space.num_classes}-way head")
@@ -214,11 +290,9 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
     spe = batches.steps
     total = cfg.epochs * spe
     epoch, step_in_epoch, history, partial = 0, 0, [], {}
-    if resume or cfg.init_from:
-        try:
-            ck = load_raw(last if resume else cfg.init_from)
-        except CheckpointError as e:
-            raise TrainError(str(e)) from None
+    init_info = None
+    if ck is not None:
+        init_info = ck.get("meta", {}).get("init")  # a resumed transfer run keeps its record
         if "optimizer" not in ck:
             raise TrainError(f"{cfg.init_from} is a final supernet.pt without optimizer state; "
                              f"--init-from takes a resumable checkpoint (last.pt or epochNN.pt)")
@@ -233,6 +307,10 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
         if ck["meta"].get("config", {}).get("epochs") != cfg.epochs:
             log(f"note: resuming with --epochs {cfg.epochs} (the run started with "
                 f"{ck['meta'].get('config', {}).get('epochs')}); the cosine schedule is re-spread")
+    elif cfg.init:
+        init_info = _transfer_init(net, ds, cfg.init)
+        log(f"init: weights of {init_info['from']}; head rows of {init_info['head_rows_kept']} of "
+            f"{ds.num_classes} classes kept by name, the others fresh")
     model = SandwichLoss(net, cfg)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(
@@ -241,12 +319,15 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
     meta = {"config": asdict(cfg), "dataset": ds.name, "dataset_fingerprint": ds.fingerprint,
             "superclasses": ds.superclasses, "classes": ds.classes, "versions": versions(),
             "command": command_line(), "world_size": world}
+    if init_info:
+        meta["init"] = init_info
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         import yaml
         atomic_write_text(out / "args.yaml", yaml.safe_dump(
             {**asdict(cfg), "world_size": world, "command": command_line(), "search_space": space.to_dict(),
-             "dataset": ds.source, "versions": versions()}, sort_keys=False))
+             "dataset": ds.source, **({"init_record": init_info} if init_info else {}),
+             "versions": versions()}, sort_keys=False))
 
     # Running totals of the current epoch.  Each rank counts its own images, correct predictions
     # and losses; rank 0 also carries the totals of the epoch's earlier segments (before a resume),

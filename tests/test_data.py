@@ -121,21 +121,29 @@ def test_image_folder_with_superclasses(tmp_path):
     assert ds.train.images.shape == (12, 3, 32, 32)
     assert [ds.classes[c] for c in ds.classes_of(ds.superclass_id("vehicles"))] == ["bus", "car"]
     # the other form of the map, class -> superclass, works too
-    root2 = _image_folder(tmp_path / "mine2", ["cat", "car"], "cat: animals\ncar: vehicles\n")
+    root2 = _image_folder(tmp_path / "mine2", ["cat", "dog", "car", "bus"],
+                          "cat: animals\ndog: animals\ncar: vehicles\nbus: vehicles\n")
     assert load_dataset(root2).num_superclasses == 2
 
 
 @pytest.mark.parametrize("yaml_text,msg", [
-    ("animals: [cat, dog, lion]\nvehicles: [car]\n", "no train folder: lion"),
-    ("animals: [cat]\nvehicles: [car]\n", "leaves out classes: dog"),
-    ("animals: [cat, dog]\nvehicles: [car, dog]\n", "in two superclasses"),
+    ("animals: [cat, dog, lion]\nvehicles: [car, bus]\n", "line 1: .*'lion'.*no train folder"),
+    ("animals: [cat, dog]\nvehicles: [car, bus]\n", "leaves out classes: cow"),
+    ("animals: [cat, dog, cow]\nvehicles: [car, dog, bus]\n", "line 2: class 'dog' is in two superclasses"),
     ("- just a list\n", "expected a mapping"),
     ("animals: [cat\n", "not readable YAML"),
+    # duplicate key: yaml.safe_load would silently keep the last one
+    ("animals: [cat, dog]\nvehicles: [car, bus]\nanimals: [cow, dog]\n", "line 3: key 'animals' is given twice"),
+    ("animals: [cat, dog, cow]\nvehicles: []\nother: [car, bus]\n", "line 2: superclass 'vehicles' is empty"),
+    ("animals: [cat, dog, cow]\nvehicles:\nother: [car, bus]\n", "line 2: superclass 'vehicles' is empty"),
+    ("animals: [cat, dog, cow, car]\nvehicles: [bus]\n", "line 2: superclass 'vehicles' has one class"),
+    ("animals: [cat, dog, cow, cat]\nvehicles: [car, bus]\n", "listed twice"),
 ])
 def test_bad_superclass_maps(tmp_path, yaml_text, msg):
-    root = _image_folder(tmp_path / "bad", ["cat", "dog", "car"], yaml_text)
-    with pytest.raises(DataError, match=msg):
+    root = _image_folder(tmp_path / "bad", ["cat", "dog", "cow", "car", "bus"], yaml_text)
+    with pytest.raises(DataError, match=msg) as e:
         load_dataset(root)
+    assert "\n" not in str(e.value)
 
 
 def test_env_var_is_used(tmp_path, monkeypatch):

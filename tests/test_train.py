@@ -250,5 +250,9 @@ def test_dataset_class_count_must_match(tmp_path):
             Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / split / c / "0.png")
     (tmp_path / "superclasses.yaml").write_text("s: [a, b]\n")
     from edgeeas.data import load_dataset
+    # the head is sized from the dataset (issue 12); a space given explicitly must fit it
+    path = train_supernet(load_dataset(tmp_path), _cfg(tmp_path / "o", max_steps=1, batch_size=2),
+                          progress=False, log=lambda m: None)
+    assert load_raw(path)["space"]["num_classes"] == 2
     with pytest.raises(TrainError, match="2 classes but search space"):
-        train_supernet(load_dataset(tmp_path), _cfg(tmp_path / "o"), progress=False)
+        train_supernet(load_dataset(tmp_path), _cfg(tmp_path / "o2"), space=DEFAULT_SPACE, progress=False)

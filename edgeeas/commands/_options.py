@@ -6,15 +6,36 @@ import logging
 
 import click
 
-__all__ = ["DATA_HELP", "data_option", "StrategyChoice", "strategy_option", "search_options", "verbose_option",
+__all__ = ["DATA_HELP", "SUPERCLASSES_HELP", "data_option", "StrategyChoice", "strategy_option", "search_options", "verbose_option",
            "enable_adb_log"]
 
 DATA_HELP = "CIFAR-100 archive (.tar.gz or folder) or ImageFolder tree; default $EDGEEAS_DATA, else ./data"
 
 
+SUPERCLASSES_HELP = ("regroup the dataset: a YAML 'superclass: [class, ...]' file (any dataset, CIFAR-100 "
+                     "included; classes it leaves out are left out); checked up front")
+
+
 def data_option(f):
-    """``--data``: the dataset (:func:`edgeeas.data.load_dataset`)."""
-    return click.option("--data", default=None, help=DATA_HELP)(f)
+    """``--data`` and ``--superclasses``: the dataset (:func:`edgeeas.data.load_dataset`) and an
+    optional regrouping file, for every command in this one place.
+
+    The command receives one ``data`` value: the ``--data`` text as before, or, with
+    ``--superclasses``, an :class:`edgeeas.data.DataSource` (a ``str`` of the path that also
+    carries the file), so whatever the command hands the value to loads the regrouped dataset."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args, data=None, superclasses_file=None, **kwargs):
+        from ..data import DataSource
+
+        return f(*args, data=DataSource.of(data, superclasses_file), **kwargs)
+
+    # its own parameter name: search/specialize's repeated --superclass is called `superclasses`
+    wrapper = click.option("--superclasses", "superclasses_file", default=None, metavar="FILE",
+                           type=click.Path(dir_okay=False),
+                           help=SUPERCLASSES_HELP)(wrapper)
+    return click.option("--data", default=None, help=DATA_HELP)(wrapper)
 
 
 class StrategyChoice(click.Choice):

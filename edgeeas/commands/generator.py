@@ -65,7 +65,7 @@ def train_generator(supernet_arg, target, madds, data, steps, batch_size, cost_b
     if bool(target) == bool(madds):
         raise EdgeeasUsageError("give exactly one of --target T (latency budgets) or --madds (MAdds budgets)")
     pt = resolve_supernet(supernet_arg)
-    net, _ = load_supernet(pt)
+    net, _ = load_supernet(pt, dataset=load_dataset(data))  # head rows matched to the classes by name
     cost, cost_name = load_cost(net.space, target=target, madds=madds)
     out_path = Path(out) if out else default_generator_path(pt, cost_name)
     ckpt = Path(f"{out_path}.ckpt")

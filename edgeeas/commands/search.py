@@ -54,7 +54,7 @@ def search(strategy, superclasses, budget, target, supernet_arg, generator_path,
     b = parse_budget(budget)
     parse_margin(latency_margin)  # a bad margin fails before any loading
     pt = resolve_supernet(supernet_arg)
-    net, _ = load_supernet(pt)
+    net, _ = load_supernet(pt, dataset=load_dataset(data))  # head rows matched to the classes by name
     cost, cost_name = load_cost(net.space, target=None if b.unit == "M" else target, madds=b.unit == "M")
     ds = load_dataset(data)
     log = lambda m: click.echo(m, err=True)  # noqa: E731

@@ -53,17 +53,23 @@ def train():
 @click.option("--init-from", default="", metavar="CKPT",
               help="start this new run from another run's end-of-epoch checkpoint (epochNN.pt or last.pt): "
                    "weights, optimizer, schedule position and history; the other options may differ (a fork)")
+@click.option("--init", "init", default="", metavar="RUN_OR_PT",
+              help="transfer: start from a trained supernet's weights (a run directory such as runs/default, or a "
+                   ".pt); the head is rebuilt for this dataset's classes, keeping the rows of classes with the same "
+                   "names; fresh optimizer and schedule (unlike --init-from)")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def train_supernet_cmd(data, out, epochs, batch_size, lr, weight_decay, superclass_dropout, num_random, kd_ratio,
                        seed, threads, max_steps, train_subset, eval_images, checkpoint_minutes, keep_epochs, init_from,
-                       resume, quiet):
+                       init, resume, quiet):
     """Train the elastic supernet with the sandwich rule, in-place distillation and superclass dropout.
 
     \b
     Runs on one CPU, or under torchrun with DistributedDataParallel (gloo on CPUs, NCCL on GPUs):
       torchrun --nproc_per_node=4 -m edgeeas.cli train supernet --out runs/big --epochs 120
     Checkpoints are atomic; kill it at any time and rerun with --resume.
+    The head is sized from the dataset (--data TREE, --superclasses FILE); to fine-tune the
+    shipped supernet on your classes (transfer): --init runs/default.
     """
     from ..data import load_dataset
     from ..train import TrainConfig, train_supernet
@@ -72,7 +78,7 @@ def train_supernet_cmd(data, out, epochs, batch_size, lr, weight_decay, supercla
     cfg = TrainConfig(out=out, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                       superclass_dropout=superclass_dropout, num_random=num_random, kd_ratio=kd_ratio, seed=seed,
                       threads=threads, max_steps=max_steps, train_subset=train_subset, eval_images=eval_images,
-                      checkpoint_minutes=checkpoint_minutes, init_from=init_from,
+                      checkpoint_minutes=checkpoint_minutes, init_from=init_from, init=init,
                       keep_epochs=keep_epochs)
     path = train_supernet(ds, cfg, resume=resume, progress=not quiet,
                           log=lambda m: click.echo(m, err=True))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ._options import enable_adb_log, verbose_option
+from ._options import data_option, enable_adb_log, verbose_option
 
 __all__ = ["validate"]
 
@@ -51,9 +51,10 @@ def _table(r: dict) -> str:
 @click.option("--manifest", "manifest_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="manifest.json of the model (default: the one next to MODEL)")
 @click.option("--superclass", default=None, help="superclass whose test images to use (needed without a manifest)")
-@click.option("--data", default=None, help="CIFAR-100 archive or ImageFolder tree; default $EDGEEAS_DATA, else ./data")
+@data_option
 @click.option("--images", default=0, type=click.IntRange(0), help="use the first N test images only (0: all)")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="interpreter threads")
+@click.option("--threads", default=None, type=click.IntRange(1),
+              help="interpreter threads [default: the target's recorded protocol, as its table was measured]")
 @click.option("--max-accuracy-gap", default=1.0, show_default=True, type=click.FloatRange(0),
               help="allowed difference between on-device and host int8 accuracy, in points")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")

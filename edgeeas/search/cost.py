@@ -322,7 +322,7 @@ def load_cost(space: SearchSpace, target: str | None = None, madds: bool = False
     except (OSError, ValueError, KeyError) as e:
         raise CostModelError(f"cannot load the latency predictor of target {target!r} from "
                              f"{directory}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    if getattr(pred, "space", space) != space:
+    if not space.same_body(getattr(pred, "space", space)):  # head rows are per head size: any num_classes
         raise CostModelError(f"the latency table of target {target!r} is for search space "
                              f"{pred.space.name!r}, the supernet uses {space.name!r}: rerun `edgeeas bench --target {target}`")
     return pred, target
