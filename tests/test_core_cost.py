@@ -215,3 +215,43 @@ def test_identity_and_fingerprint_follow_the_slot_costs():
     assert (m["kind"], m["name"], m["unit"]) == ("madds", "madds", "M")
     named = type("N", (Toy,), {"target": type("Tg", (), {"name": "pixel"})()})()
     assert cost_identity(named, T)["name"] == "pixel"
+
+
+def test_fingerprint_covers_the_fixed_cost_of_5_10_and_15_classes():
+    base = CostTable(Toy(), T).fingerprint()
+    for k in (5, 10, 15):
+        other = type("F", (Toy,), {"fixed_ms": lambda self, nc=5, k=k: nc / 2 + (nc == k)})()
+        assert CostTable(other, T).fingerprint() != base, k
+
+
+def test_load_cost_madds_and_a_target_of_another_space(tmp_path, monkeypatch):
+    import json
+
+    from edgeeas.errors import EdgeeasUsageError
+    from edgeeas.latency.fit import Fit
+    from edgeeas.search.cost import load_cost
+    from edgeeas.targets import TargetStore
+
+    assert load_cost(T, madds=True)[1] == "madds" and isinstance(load_cost(T, "madds")[0], MaddsCost)
+    with pytest.raises(EdgeeasUsageError, match="give a latency target"):
+        load_cost(T)
+    monkeypatch.setenv("EDGEEAS_TARGETS", str(tmp_path))
+    with pytest.raises(CostModelError, match="has no latency table"):
+        load_cost(T, "nowhere")
+    rows = {"stem": 0.1, "head_k5": 0.2, "head_k10": 0.3}
+    for spec in T.block_specs(T.largest()):
+        for e in T.expands:
+            for k in T.kernels:
+                rows[f"ir_h{spec.h}_i{spec.cin}_o{spec.cout}_e{e}_k{k}_s{spec.stride}" + ("_r" if spec.residual else "")] = 1.0
+    store = TargetStore.named("tiny", tmp_path)
+    store.directory.mkdir(parents=True)
+    for space, ok in ((T.with_num_classes(5), True), (SearchSpace(name="t", resolution=8, stem_channels=4,
+                                                                  stages=T.stages, depths=T.depths, expands=T.expands,
+                                                                  kernels=T.kernels, head_channels=4), False)):
+        store.predictor_path.write_text(json.dumps({"space": space.to_dict(), "rows": rows, "fit": Fit().to_dict()}))
+        if ok:
+            pred, name = load_cost(T, "tiny")
+            assert name == "tiny" and pred.predict(T.smallest()) == pytest.approx(0.1 + 0.2 + 2.0)
+        else:
+            with pytest.raises(CostModelError, match="is for search space 't', the supernet uses 't'"):
+                load_cost(T, "tiny")

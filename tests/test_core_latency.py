@@ -193,3 +193,62 @@ def test_error_stats_by_hand():
     assert _error_stats([]) == {"n": 0}
     assert _error_stats([-5, 10, 2, -20]) == {"n": 4, "mape_pct": 9.25, "median_ape_pct": 7.5, "max_ape_pct": 20.0,
                                               "within_5_pct": 0.5, "within_10_pct": 0.75}
+
+
+def test_three_kernel_sizes_need_72_subnets_for_the_per_kernel_model():
+    """2 * 3 + 3 = 9 coefficients, 8 subnets each: 71 subnets keep the shared scale."""
+    truth = Fit(intercept_ms=0.3, scale=1.0, per_block_ms=0.02)
+    ss = _samples(72, truth, kernels=(3, 5, 7))
+    assert _lstsq(ss[:71], per_kernel=True).kernel_scales == {}
+    assert set(_lstsq(ss, per_kernel=True).kernel_scales) == {"3", "5", "7"}
+
+
+def _measurement(ms):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(count=3, median_ms=ms, p90_ms=ms * 1.1, std_ms=0.0, runs_us=[ms * 1e3] * 3, attempts=1,
+                           command="synthetic")
+
+
+def test_fit_predictor_on_a_synthetic_table(tmp_path):
+    """A table whose subnets were 'measured' from a known shared-scale fit: the stored predictor
+    recovers it, predicts every subnet, and writes its held-out errors (5 folds by default)."""
+    from edgeeas.latency.fit import fit_predictor
+    from edgeeas.latency.table import LatencyTable
+
+    proto = type("Proto", (), {"to_dict": lambda self: {"statistic": "median"}})()
+    table = LatencyTable.open(tmp_path, P, proto)
+    rows = {**ROWS, "head_k100": 2.0}
+    for key, ms in rows.items():
+        if key != "head_k10":
+            table.put_row(key, "block" if key.startswith("ir_") else key.split("_")[0], _measurement(ms))
+    truth = Fit(intercept_ms=0.5, scale=1.2, per_block_ms=0.05)
+    archs = ["d1-k3-e1", "d1-k7-e1", "d2-k33-e11", "d2-k37-e11", "d2-k73-e11", "d2-k77-e11"]
+    for a in archs:
+        for nc in (5, 100):
+            arch = P.parse(a)
+            rows_sum = rows["stem"] + rows[f"head_k{nc}"] + sum(rows[s.key] for s in P.block_specs(arch))
+            table.put_subnet(arch, nc, _measurement(0.5 + 1.2 * rows_sum + 0.05 * sum(arch.depths)), rows_sum)
+    out = fit_predictor(table, target_name="tiny", plot=False)
+    store = TargetStore(tmp_path)
+    assert store.predictor_path.is_file() and not store.plot_path.exists()
+    f = Fit.from_dict(out["fit"])
+    assert (f.intercept_ms, f.scale, f.per_block_ms) == pytest.approx((0.5, 1.2, 0.05), rel=1e-6)
+    assert out["target"] == "tiny" and out["statistic"] == "median_ms" and out["errors"]["heldout_folds"] == 5
+    per = out["errors"]["per_subnet"]
+    assert len(per) == 12 and all(abs(p["error_pct"]) < 1e-6 and abs(p["heldout_error_pct"]) < 1e-6 for p in per)
+    # d2-k77 with 100 classes: rows 0.3 + 2.0 + 8.0 = 10.3 -> 0.5 + 1.2 * 10.3 + 0.1 = 12.96
+    big = next(p for p in per if p["arch"] == "d2-k77-e11" and p["num_classes"] == 100)
+    assert big["measured_ms"] == pytest.approx(12.96) and big["rows_sum_ms"] == pytest.approx(10.3)
+    assert out["errors"]["raw_sum"]["n"] == 12
+    assert set(out["model_selection_heldout_mape_pct"]) == {"shared_scale", "per_kernel"}
+    p = LatencyPredictor.load(tmp_path)
+    assert p.predict("d2-k77-e11", 100) == pytest.approx(12.96)
+    assert [round(s["predicted_ms"], 6) for s in table.subnets()] == [round(x["measured_ms"], 6) for x in per]
+    table.put_row("stem", "stem", _measurement(0.3))
+    con = __import__("sqlite3").connect(store.table_path)
+    con.execute("DELETE FROM rows WHERE key = ?", (K7,))
+    con.commit()
+    con.close()
+    with pytest.raises(LatencyError, match="lacks 1 rows"):
+        fit_predictor(table, plot=False)
