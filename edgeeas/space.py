@@ -3,7 +3,7 @@
 An architecture is written as a short string that parses back, hashes and names files and
 table rows::
 
-    d23423-k3573557355735-e3463463463463
+    d23423-k35735573557357-e34634634634634
 
 ``d`` gives the depth of each of the 5 stages (one digit each); ``k`` and ``e`` give the
 depthwise kernel and the expand ratio of every *active* block, in order (as many digits as
@@ -208,9 +208,19 @@ class SearchSpace:
             raise ArchError(f"expand ratio {bad[0]} in {arch} is not one of {list(self.expands)}")
         return arch
 
+    NAMED = ("smallest", "middle", "largest")
+
+    def resolve(self, text: str) -> "Arch":
+        """What every command taking an architecture accepts: ``smallest``, ``middle`` or
+        ``largest`` (:meth:`smallest`, ...), else an architecture string (:meth:`parse`)."""
+        name = text.strip().lower() if isinstance(text, str) else text
+        if name in self.NAMED:
+            return getattr(self, name)()
+        return self.parse(text)
+
     def parse(self, text: str) -> "Arch":
         """:meth:`Arch.parse` then :meth:`validate`: a string such as
-        ``d23423-k3573557355735-e3463463463463`` to an :class:`Arch` of this space.
+        ``d23423-k35735573557357-e34634634634634`` to an :class:`Arch` of this space.
 
         Raises:
             ArchError: malformed string or values outside the space.

@@ -22,7 +22,8 @@ import numpy as np
 from .errors import EdgeeasError, EdgeeasUsageError
 from .manifest import ModelManifest, manifest_classes, model_inputs, read_manifest
 
-__all__ = ["run_validation", "validate_folder", "target_protocol", "MODEL", "MANIFEST", "VALIDATION"]
+__all__ = ["run_validation", "validate_folder", "save_validation", "validation_path", "target_protocol", "MODEL",
+           "MANIFEST", "VALIDATION"]
 
 MODEL, MANIFEST, VALIDATION = "model.tflite", "manifest.json", "validation.json"
 
@@ -157,29 +158,46 @@ def run_validation(model: Path, *, target_name: str | None = "host", adb_serial:
     if abs(gap) > max_accuracy_gap:
         result["failures"].append(f"on-device accuracy {acc_dev:.2f}% differs from the host's int8 "
                                   f"{acc_host:.2f}% by {abs(gap):.2f} points (> {max_accuracy_gap:g})")
-    result["passed"] = not result["failures"]
+    result["verdict"] = "FAIL" if result["failures"] else "INCONCLUSIVE" if result["inconclusive"] else "PASS"
+    result["passed"] = result["verdict"] == "PASS"
     return result
 
 
 def validate_folder(folder: Path, target: str | None = None, *, data=None, images: int = 0,
                     adb_serial: str | None = None, targets_file=None, max_accuracy_gap: float = 1.0) -> dict:
     """:func:`run_validation` on ``folder/model.tflite`` with its manifest, under the target's own
-    measurement protocol (:func:`target_protocol`); the result, plus ``model_sha256``,
+    measurement protocol (:func:`target_protocol` of the resolved target); the result, plus ``model_sha256``,
     ``validated`` (time) and for latency budgets ``budget_utilization`` (measured / budget), is
     stored as ``folder/validation.json`` and returned.
 
     ``target`` defaults to the manifest's.  Raises what :func:`run_validation` raises."""
-    from .utils import atomic_write_text, sha256_file
-
     folder = Path(folder)
     manifest = read_manifest(folder / MANIFEST) if (folder / MANIFEST).is_file() else ModelManifest()
     target = target or manifest.target or "host"
     r = run_validation(folder / MODEL, target_name=target, adb_serial=adb_serial, targets_file=targets_file,
                        manifest_path=folder / MANIFEST, data=data, images=images,
-                       max_accuracy_gap=max_accuracy_gap, protocol=target_protocol(target))
-    r["model_sha256"] = sha256_file(folder / MODEL)
-    r["validated"] = now()
-    if manifest.budget is not None and manifest.budget.latency_ms:
-        r["budget_utilization"] = round(r["latency_ms"] / manifest.budget.latency_ms, 4)
-    atomic_write_text(folder / VALIDATION, json.dumps(r, indent=2, default=str) + "\n")
+                       max_accuracy_gap=max_accuracy_gap)
+    save_validation(folder / MODEL, r, manifest)
     return r
+
+
+def validation_path(model: Path) -> Path:
+    """Where a model's validation result lives: ``validation.json`` beside ``model.tflite`` (the
+    folder layout ``specialize`` writes and ``report``/``deploy`` read), ``NAME.validation.json``
+    beside any other ``NAME.tflite``."""
+    model = Path(model)
+    return model.parent / (VALIDATION if model.name == MODEL else f"{model.stem}.validation.json")
+
+
+def save_validation(model: Path, r: dict, manifest: ModelManifest | None = None) -> Path:
+    """Add ``model_sha256``, ``validated`` (time) and, for latency budgets, ``budget_utilization``
+    (measured / budget) to ``r`` and write it atomically to :func:`validation_path`; the path."""
+    from .utils import atomic_write_text, sha256_file
+
+    r["model_sha256"] = sha256_file(model)
+    r["validated"] = now()
+    if manifest is not None and manifest.budget is not None and manifest.budget.latency_ms and r.get("latency_ms"):
+        r["budget_utilization"] = round(r["latency_ms"] / manifest.budget.latency_ms, 4)
+    path = validation_path(model)
+    atomic_write_text(path, json.dumps(r, indent=2, default=str) + "\n")
+    return path

@@ -53,6 +53,32 @@ def test_eval_on_a_trained_supernet(tiny_run, data_path):
     assert abs(res[0]["mean_within_superclass"] - sum(per.values()) / 20) < 0.01
 
 
+def test_eval_names_a_run_directory_prints_per_superclass_figures(tiny_run, data_path):
+    """``eval smallest`` as ``arch smallest`` does; ``--supernet RUN_DIR`` as every other command;
+    the table prints every superclass's figure (not only with --json)."""
+    r = CliRunner().invoke(main, ["eval", "--supernet", str(tiny_run), "--data", str(data_path),
+                                  "--recal-images", "100", "--test-images", "400", "smallest", "LARGEST"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    for name in ("aquatic_mammals", "vehicles_2", "within-superclass mean %", "top-1 all classes %"):
+        row = next(ln for ln in lines if ln.startswith(name + " "))
+        assert len(row.split()[-2:]) == 2 and all(0 <= float(v) <= 100 for v in row.split()[-2:])
+    from edgeeas.checkpoint import load_supernet
+
+    space = load_supernet(tiny_run)[0].space
+    assert f"#1  {space.smallest()}" in lines and f"#2  {space.largest()}" in lines
+
+
+@pytest.mark.parametrize("command", [["arch"], ["latency", "--target", "host"]])
+@pytest.mark.parametrize("name", ["smallest", "middle", "largest"])
+def test_every_command_taking_an_arch_takes_its_names(command, name):
+    from edgeeas.space import DEFAULT_SPACE
+
+    r = CliRunner().invoke(main, [command[0], name, *command[1:]])
+    assert r.exit_code == 0, r.output
+    assert str(getattr(DEFAULT_SPACE, name)()) in r.output
+
+
 def test_eval_rejects_archs_of_another_shape(tiny_run, data_path):
     r = CliRunner().invoke(main, ["eval", "--supernet", str(tiny_run / "supernet.pt"), "--data", str(data_path),
                                   "d2222-k33333333-e33333333"])

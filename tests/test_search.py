@@ -64,9 +64,10 @@ def test_feasibility_names_the_range():
     assert hi == pytest.approx(MaddsCost(SPACE).predict(SPACE.largest()))
     from edgeeas.search import check_feasible
 
-    for text, word in (("300M", "above"), ("1M", "below")):
-        with pytest.raises(InfeasibleBudget, match=rf"{word} the feasible range 4\.84M\.\.24\.31M for MAdds, x \(5 classes\)"):
-            check_feasible(parse_budget(text), table, 5, "MAdds, x")
+    with pytest.raises(InfeasibleBudget, match=r"below the feasible range 4\.84M\.\.24\.31M for MAdds, x \(5 classes\)"):
+        check_feasible(parse_budget("1M"), table, 5, "MAdds, x")
+    # above every architecture: met by all of them, so not an error (find_arch returns the largest)
+    assert check_feasible(parse_budget("300M"), table, 5, "MAdds, x") == 300.0
     with pytest.raises(InfeasibleBudget, match="is a latency but this cost model counts MAdds"):
         check_feasible(parse_budget("20ms"), table, 5, "MAdds")
     toy = CostTable(ToyLatency(), SPACE)
@@ -188,7 +189,7 @@ def test_search_errors_are_one_line(ctx):
     cases = [(("annealing", ctx, "fish", "8M"), {}, "expected one of: evolution, generator, random, uniform"),
              (("random", ctx, "fish", "8M"), {"population": 3}, "has no option 'population'"),
              (("random", ctx, "spaceships", "8M"), {}, "unknown superclass 'spaceships'; expected one of: aquatic_mammals"),
-             (("uniform", ctx, "fish", "300M"), {}, "feasible range"),
+             (("uniform", ctx, "fish", "1M"), {}, "below the feasible range"),
              (("generator", ctx, "fish", "8M"), {}, "needs a trained generator")]
     for args, kw, msg in cases:
         with pytest.raises(EdgeeasError) as e:
@@ -285,3 +286,18 @@ def test_registry_options_are_a_dataclass_of_the_keyword_options():
     with pytest.raises(ValueError, match="keyword-only"):
         register_strategy("wrong", options=Wrong)(lambda ctx, sc, b, nc, *, mine=1: None)
     assert "wrong" not in list_strategies()
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_a_budget_above_the_largest_subnet_yields_the_largest_with_a_note(name, ctx):
+    """300M and 1000M are above the largest subnet's 24.31M: every strategy returns the largest
+    subnet (it meets the budget) and says so, instead of refusing the budget."""
+    for budget in ("300M", "24.4M"):
+        res = find_arch(name, ctx, ["fish"], budget)
+        assert res.arch == SPACE.largest()
+        assert res.predicted_cost == pytest.approx(MaddsCost(SPACE).predict(SPACE.largest()))
+        assert "above the largest subnet" in res.extra["note"] and "meets it" in res.extra["note"]
+        assert res.to_dict()["note"] == res.extra["note"]
+    # at the largest subnet's own cost minus a little, a real search runs (no note)
+    res = find_arch("uniform", ctx, ["fish"], "24M")
+    assert "note" not in res.extra and res.predicted_cost <= 24.0

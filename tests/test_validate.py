@@ -82,6 +82,24 @@ def test_validate_on_host(model5, data_path, tmp_path):
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["target_kind"] == "host" and out["images"] == 30 and out["passed"]
+    # the result is kept beside the model (NAME.validation.json for a model not named model.tflite)
+    saved = json.loads((tmp_path / "m.validation.json").read_text())
+    assert saved["passed"] and saved["images"] == 30 and len(saved["model_sha256"]) == 64
+
+
+def test_validate_keeps_the_measurement_when_the_result_cannot_be_written(model5, data_path, tmp_path,
+                                                                         monkeypatch):
+    import edgeeas.utils
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(edgeeas.utils, "atomic_write_text", full_disk)
+    m = tmp_path / "model.tflite"
+    shutil.copy(model5, m)
+    r = run(m, "--superclass", "trees", "--images", 10, "--data", data_path)
+    assert r.exit_code == 0, r.output
+    assert "PASS" in r.output and "could not write" in r.output and "No space left" in r.output
 
 
 def test_unreachable_device_is_one_line(adb_home, model5, data_path, tmp_path):

@@ -112,10 +112,10 @@ def _summary(path: Path, m, target) -> list[str]:
 
 _BENCH_EPILOG = """\b
 Examples:
-  edgeeas bench --target host                 build or resume the host table, then check the predictor
-  edgeeas bench --adb-serial A --adb-serial B two phones in parallel (one thread each)
-  edgeeas bench model.tflite                  measure any .tflite file on the host
-  edgeeas bench model.tflite --adb-serial A   ... or on a phone
+  edgeeas bench --target host                   build or resume the host table, then check the predictor
+  edgeeas bench --adb-serial A --adb-serial B   two phones in parallel (one thread each)
+  edgeeas bench model.tflite                    measure any .tflite file on the host
+  edgeeas bench model.tflite --adb-serial A     ... or on a phone
 \b
 Outputs in targets/NAME/: latency.sqlite (meta, rows, subnets), predictor.json (fit and
 error distribution), predicted_vs_measured.png, fingerprint.json, protocol.json.
@@ -249,7 +249,7 @@ def latency(arch, target_name, classes, verbose, as_json):
                            f"`edgeeas bench --target {target_name}` first")
     pred = LatencyPredictor.load(d)
     space = pred.space
-    a = getattr(space, arch)() if arch in ("smallest", "middle", "largest") else space.parse(arch)
+    a = space.resolve(arch)
     ms = pred.predict(a, classes)
     err = pred.errors.get("heldout", {}) if pred.errors else {}
     if as_json:

@@ -66,15 +66,33 @@ def validate(model, target_name, adb_serial, targets_file, manifest_path, superc
     \b
       edgeeas validate out/pixel/vehicles_1/20ms/model.tflite --target pixel
       edgeeas validate model.tflite --adb-serial 192.168.1.20:5555 --superclass fish --images 200
-    Exit status 1 when the latency exceeds the manifest's budget or the on-device accuracy
-    differs from the host's int8 accuracy by more than --max-accuracy-gap points.
+    The device is --adb-serial, else a targets.yaml name or benched target given by --target
+    (default: the manifest's), else $ANDROID_SERIAL, else the host; it must be of the kind the
+    target's table was measured on.  Latency is measured by the target's recorded protocol, pass
+    after pass, until the 95 % interval of the median is clear of the budget (PASS or FAIL) or
+    15 passes are spent (INCONCLUSIVE: the device is too noisy to tell).
+    The result is written to validation.json beside MODEL (NAME.validation.json beside a model
+    not named model.tflite), where `edgeeas report` and `make deploy` read it.
+    Exit status 1 unless PASS: the latency is over the manifest's budget or inconclusive, or the
+    on-device accuracy differs from the host's int8 accuracy by more than --max-accuracy-gap points.
     """
-    from ..validation import run_validation
+    from ..manifest import read_manifest
+    from ..validation import MANIFEST, run_validation, save_validation, validation_path
 
     enable_adb_log(verbose)
-    r = run_validation(model, target_name=target_name or (None if adb_serial else "host"), adb_serial=adb_serial, targets_file=targets_file,
+    out = validation_path(model)
+    r = run_validation(model, target_name=target_name, adb_serial=adb_serial, targets_file=targets_file,
                        manifest_path=manifest_path, superclass=superclass, data=data, images=images,
                        threads=threads, max_accuracy_gap=max_accuracy_gap)
+    mp = manifest_path or model.parent / MANIFEST
+    # validation.json beside the model, where report and deploy read it
+    try:
+        written = save_validation(model, r, read_manifest(mp) if Path(mp).is_file() else None)
+    except OSError as e:  # the measurement is printed below all the same
+        written = None
+        click.echo(f"warning: could not write {out}: {e.strerror or e}", err=True)
     click.echo(json.dumps(r, indent=2, default=str) if as_json else _table(r))
+    if written is not None and not as_json:
+        click.echo(f"wrote {written}", err=True)
     if not r["passed"]:
         raise SystemExit(1)

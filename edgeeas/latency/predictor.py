@@ -43,7 +43,7 @@ class LatencyPredictor:
     Example::
 
         pred = LatencyPredictor.load(resolve_target("host"))
-        pred.predict("d23423-k3573557355735-e3463463463463", num_classes=5)   # -> 2.64
+        pred.predict("d23423-k35735573557357-e34634634634634", num_classes=5)   # -> 2.64
     """
 
     def __init__(self, space: SearchSpace, rows: dict[str, float], fit: Fit | None = None, *,
@@ -90,7 +90,7 @@ class LatencyPredictor:
                    target=directory.name, source=str(db))
 
     def _arch(self, arch) -> Arch:
-        return self.space.parse(arch) if isinstance(arch, str) else self.space.validate(arch)
+        return self.space.resolve(arch) if isinstance(arch, str) else self.space.validate(arch)
 
     def row_ms(self, key: str) -> float:
         """Row ``key``'s table figure (ms); :class:`MissingRowError` if the table lacks it."""

@@ -8,8 +8,9 @@ The rule, in full: a positive plain decimal number immediately followed by one u
 Everything else is refused with a one-line error naming that form: a bare number (``20``: ms
 or M?), a space (``20 ms``: the budget names folders, so it has one spelling), seconds
 (``0.02s``: write ``20ms``), exponents (``1e9ms``), signs, zero.  A well-formed budget outside
-what the search space can reach (``300M``) is refused by :func:`check_feasible` with the
-feasible range for that cost model and scenario.
+what the search space can reach from below (``1M``) is refused by :func:`check_feasible` with
+the feasible range for that cost model and scenario; a budget above the largest subnet's cost
+(``300M``) is met by the largest subnet, which the search returns with a note.
 """
 from __future__ import annotations
 
@@ -115,11 +116,12 @@ def check_feasible(budget: Budget, table: CostTable, num_classes: int = 5, what:
         raise InfeasibleBudget(f"budget {budget} is a latency but this cost model counts MAdds ({what}); "
                                f"give the budget in M (e.g. 8M), or name a latency target")
     lo, hi = table.bounds(num_classes)
-    if budget.value < lo or budget.value > hi:
-        side = "below" if budget.value < lo else "above"
+    if budget.value < lo:
         raise InfeasibleBudget(
-            f"budget {budget} is {side} the feasible range {format_cost(lo, unit, 'up')}.."
+            f"budget {budget} is below the feasible range {format_cost(lo, unit, 'up')}.."
             f"{format_cost(hi, unit, 'down')} for {what or 'this cost model'} ({num_classes} classes)")
+    # A budget above every architecture's cost is met by all of them: the search returns the
+    # largest subnet with a note (:func:`edgeeas.search.find_arch`), never an error.
     return budget.value
 
 
