@@ -26,6 +26,7 @@ PROPS: dict[str, tuple[str, ...]] = {
     "soc_model": ("ro.soc.model",),
     "abi": ("ro.product.cpu.abi",),
     "build_fingerprint": ("ro.build.fingerprint",),
+    "serialno": ("ro.serialno", "ro.boot.serialno"),  # the hardware serial: one device over USB and TCP
     "android_release": ("ro.build.version.release",),
     "sdk": ("ro.build.version.sdk",),
 }

@@ -228,7 +228,9 @@ def combine_passes(passes: list[Measurement]) -> Measurement:
 
     Median and p90 are the medians of the per-pass medians and p90s; ``runs_us`` pools every
     run (so the per-run distribution stays available), ``std_ms`` is over the pooled runs, and
-    ``attempts``/``spreads`` add up. A single pass is returned unchanged.
+    ``attempts``/``spreads`` add up. ``spread`` is the larger of ``(p90 - median) / median`` and
+    the pass medians' range over the median, so it is never smaller than what the passes show.
+    A single pass is returned unchanged.
     """
     if not passes:
         raise ValueError("combine_passes needs at least one measurement")
@@ -244,7 +246,9 @@ def combine_passes(passes: list[Measurement]) -> Measurement:
     last = passes[-1]
     return dataclasses.replace(
         last, median_ms=median, p90_ms=p90, std_ms=std, count=sum(m.count for m in passes), runs_us=runs,
-        spread=(p90 - median) / median if median else float("inf"),
+        # never less than what repeated passes show: the range of the pass medians counts too
+        spread=max((p90 - median), max(m.median_ms for m in passes) - min(m.median_ms for m in passes)) / median
+        if median else float("inf"),
         attempts=sum(m.attempts for m in passes), spreads=tuple(x for m in passes for x in m.spreads),
         pass_medians_ms=tuple(m.median_ms for m in passes))
 

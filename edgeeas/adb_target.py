@@ -137,34 +137,35 @@ class AdbTarget(Target):
     @classmethod
     def resolve(cls, name: str | None = None, adb_serial: str | None = None, targets_file=None, protocol=None,
                 benchmark_binary=None, **kw) -> "AdbTarget":
-        """``--target NAME`` (a ``targets.yaml`` name, else a serial) and/or ``--adb-serial SERIAL``.
+        """``--target NAME`` and/or ``--adb-serial SERIAL``, by the one device rule
+        (:func:`edgeeas.targets.choose_device`: ``--adb-serial``, a ``targets.yaml`` name, a
+        benched target's recorded device, ``$ANDROID_SERIAL``, else the only known device).
 
         The target's name (its table directory) is the explicit name, else the
         ``targets.yaml`` name of that serial, else the serial.  Extra keywords go to
         the constructor (``chunk``, ``python``, ``keys``, ``command_timeout_s``, ``root``).
-        """
-        from android_runner import parse_serial, resolve_target as resolve_spec, select_serial
 
-        if name == "host":  # `--target host --adb-serial S`: the serial wins, named after itself
-            name = None
-        path, specs = load_target_specs(targets_file)
-        note = ""
-        if adb_serial:
-            serial = adb_serial
-            if not name:
-                name = next((n for n, s in specs.items() if s.serial == serial), serial)
-        elif name and name in specs:
-            serial = resolve_spec(specs[name])
-        elif name:
-            serial = name
-            if parse_serial(name)[0] == "usb":
-                known = ", ".join(specs) or "none"
-                note = (f"{name!r} is not a name in {path or 'targets.yaml (none found)'} (names: {known}), "
-                        "so it was taken as a USB serial")
-        else:
-            serial = select_serial(None, [s.serial for s in specs.values() if s.serial])
-            name = next((n for n, s in specs.items() if s.serial == serial), serial)
-        return cls(name, serial, protocol, benchmark_binary=benchmark_binary, note=note, **kw)
+        Raises:
+            EdgeeasUsageError: the rule picks the host (``name`` is a host table).
+        """
+        from .targets import choose_device
+
+        choice = choose_device(name, adb_serial=adb_serial, targets_file=targets_file, root=kw.get("root"),
+                               want_adb=True)
+        if choice.kind != "adb":
+            raise EdgeeasUsageError(f"target {choice.name!r} is the host's, not an adb device's")
+        return cls.from_choice(choice, protocol=protocol, benchmark_binary=benchmark_binary, **kw)
+
+    @classmethod
+    def from_choice(cls, choice, protocol=None, targets_file=None, benchmark_binary=None, **kw) -> "AdbTarget":
+        """The target of an adb :class:`edgeeas.targets.DeviceChoice`; a ``targets.yaml`` entry
+        given by model string is looked up among reachable devices here."""
+        from android_runner import resolve_target as resolve_spec
+
+        serial = choice.serial
+        if serial is None and choice.spec is not None:
+            serial = resolve_spec(choice.spec)
+        return cls(choice.name, serial, protocol, benchmark_binary=benchmark_binary, note=choice.note, **kw)
 
     def describe(self) -> str:
         """``"adb target '<name>' (<serial>)"`` for messages."""

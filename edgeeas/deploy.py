@@ -33,7 +33,8 @@ def load_deploy_config(path: Path) -> dict:
 
     Returns:
         The mapping, with ``scenarios`` as ``[{"superclasses": [names], "budget": "20ms"}]`` and
-        ``target`` (default ``host``) and ``strategy`` (default ``generator``) filled in.
+        ``strategy`` (default ``generator``) filled in; without ``target`` the device is
+        ``adb_serial``, else ``$ANDROID_SERIAL``, else the host (:func:`edgeeas.targets.choose_device`).
 
     Raises:
         EdgeeasUsageError: the file cannot be read.
@@ -64,7 +65,6 @@ def load_deploy_config(path: Path) -> dict:
             raise EdgeeasError(f"{path}: scenario {i + 1}: superclasses must be names")
         out.append({"superclasses": names, "budget": str(s["budget"])})
     cfg["scenarios"] = out
-    cfg.setdefault("target", "host")
     cfg.setdefault("strategy", "generator")
     return cfg
 
@@ -101,7 +101,9 @@ def deploy(config_path: Path, *, out: str | None = None, force: bool = False, da
 
     Returns:
         ``{"target", "deployed": [{scenario, folder, to, latency_ms, accuracy (%)}],
-        "refused": [{scenario, folder, why}]}``; a failing model is never pushed.
+        "refused": [{scenario, folder, why}]}``; a model whose validation is not PASS (FAIL, or
+        INCONCLUSIVE: the latency could not be told apart from the budget, :mod:`edgeeas.verdict`)
+        is never pushed.
 
     Raises:
         What loading the config, :class:`edgeeas.specialize.Specializer` and validation raise
@@ -110,9 +112,15 @@ def deploy(config_path: Path, *, out: str | None = None, force: bool = False, da
     from .search import parse_budget
     from .specialize import SpecializeConfig, Specializer, parse_scenarios
 
+    from .targets import TargetStore, check_store_kind, choose_device
+
     log = log or (lambda m: None)
     cfg = load_deploy_config(config_path)
-    target = str(cfg["target"])
+    # the one device rule (adb_serial, the target's name, $ANDROID_SERIAL, else the host), and a
+    # table measured on another kind of device is refused before any work
+    choice = choose_device(cfg.get("target"), adb_serial=cfg.get("adb_serial"), targets_file=targets_file)
+    check_store_kind(TargetStore.named(choice.name), choice.kind, choice.describe())
+    target = choice.name
     sc_cfg = SpecializeConfig(target=target, strategy=str(cfg["strategy"]), supernet=cfg.get("supernet"),
                               generator=cfg.get("generator"), data=data or cfg.get("data"),
                               out=out or cfg.get("out") or "out", force=force,
@@ -132,8 +140,8 @@ def deploy(config_path: Path, *, out: str | None = None, force: bool = False, da
         v = validate_folder(plan.dest, target, data=sc_cfg.data, adb_serial=cfg.get("adb_serial"),
                             targets_file=targets_file, max_accuracy_gap=float(cfg.get("max_accuracy_gap", 1.0)))
         rel = plan.scenario.relpath
-        if not v["passed"]:
-            why = "; ".join(v["failures"])
+        if not v["passed"]:  # FAIL, or INCONCLUSIVE: too noisy to tell within the cap of passes
+            why = "; ".join(v["failures"] + v.get("inconclusive", []))
             log(f"refusing to deploy {plan.scenario}: {why}")
             report["refused"].append({"scenario": str(plan.scenario), "folder": str(plan.dest), "why": why})
             continue

@@ -43,7 +43,8 @@ import numpy as np
 from .errors import EdgeeasError, EdgeeasUsageError
 
 __all__ = ["Target", "HostTarget", "TargetError", "TargetStore", "register_target_kind", "resolve_target",
-           "targets_root", "TARGET_KINDS"]
+           "targets_root", "TARGET_KINDS", "DeviceChoice", "choose_device", "check_store_kind", "env_serial",
+           "same_device", "describe_fingerprint", "IDENTITY_FIELDS"]
 
 
 class TargetError(EdgeeasError):
@@ -121,6 +122,29 @@ class TargetStore:
         """Write ``fingerprint.json`` and ``protocol.json`` (a :class:`device_bench.Protocol`), atomically."""
         write_json(self.fingerprint_path, fingerprint)
         write_json(self.protocol_path, protocol.to_dict())
+
+    def stored_fingerprint(self) -> dict | None:
+        """The device fingerprint the target's figures were measured on: ``fingerprint.json``,
+        else the predictor's, else the table's first; ``None`` when nothing records one."""
+        for path in (self.fingerprint_path, self.predictor_path):
+            try:
+                d = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if path == self.predictor_path:
+                d = d.get("fingerprint") if isinstance(d, dict) else None
+            if isinstance(d, dict) and d.get("kind"):
+                return d
+        if self.table_path.is_file():
+            try:
+                from .latency import LatencyTable
+
+                fp = LatencyTable(self.table_path).meta().get("fingerprint")
+            except Exception:  # noqa: BLE001 - an unreadable table records nothing
+                fp = None
+            if isinstance(fp, dict) and fp.get("kind"):
+                return fp
+        return None
 
     def protocol(self):
         """The measurement protocol of the target's figures: its ``predictor.json``'s, else its
@@ -358,25 +382,206 @@ class HostTarget(Target):
             return np.load(outp)
 
 
-def resolve_target(name: str | None = None, *, adb_serial: str | None = None, targets_file: str | None = None,
-                   protocol=None, **kwargs) -> Target:
-    """``host`` (the default), a name from ``targets.yaml``, or an adb serial.
+def env_serial() -> str | None:
+    """``$ANDROID_SERIAL`` (stripped), or ``None`` when unset or blank: adb's default device."""
+    return os.environ.get("ANDROID_SERIAL", "").strip() or None
 
-    Extra keywords (e.g. ``benchmark_binary``) go to the adb kind; ``None`` values are dropped.
+
+#: The fingerprint fields that say *which* device measured a figure (not how it was set up):
+#: two fingerprints of one kind that differ in one of these come from different devices.  An
+#: adb device is known by its hardware serial (``ro.serialno``, the same over USB and TCP), else
+#: by its adb serial.
+IDENTITY_FIELDS = {"host": ("cpu_model", "machine", "cores"),
+                   "adb": ("serialno", "manufacturer", "model", "device", "abi")}
+
+
+def describe_fingerprint(fp: dict | None) -> str:
+    """A device fingerprint in a few words: ``host 'Intel Xeon ...' (2 cores)``,
+    ``adb device 192.168.1.20:5555 (Google Pixel 7, serialno 1A2B)``."""
+    if not fp:
+        return "an unrecorded device"
+    if fp.get("kind") == "host":
+        return f"host {fp.get('cpu_model')!r} ({fp.get('cores')} cores, {fp.get('machine')})"
+    if fp.get("kind") == "adb":
+        what = " ".join(str(fp[k]) for k in ("manufacturer", "model") if fp.get(k)) or "unknown model"
+        sn = f", serialno {fp['serialno']}" if fp.get("serialno") else ""
+        return f"adb device {fp.get('serial')} ({what}{sn})"
+    return f"a {fp.get('kind') or 'unknown'} device"
+
+
+def same_device(a: dict | None, b: dict | None) -> bool:
+    """Whether two fingerprints come from one device: same ``kind`` and no differing
+    :data:`IDENTITY_FIELDS` (a field missing on either side is not compared; adb devices without a
+    ``serialno`` on both sides are compared by adb serial).  An empty fingerprint matches anything."""
+    if not a or not b:
+        return True
+    if a.get("kind") != b.get("kind"):
+        return False
+    fields = list(IDENTITY_FIELDS.get(a.get("kind"), ()))
+    if a.get("kind") == "adb" and not (a.get("serialno") and b.get("serialno")):
+        fields.append("serial")
+    return all(a.get(k) is None or b.get(k) is None or a.get(k) == b.get(k) for k in fields)
+
+
+class DeviceChoice:
+    """Which device a command will use, decided without connecting (:func:`choose_device`).
+
+    Attributes:
+        kind: ``"host"`` or ``"adb"``.
+        name: the target's name (its folder ``targets/<name>/``).
+        serial: the adb serial (``None`` for the host, or for a ``targets.yaml`` model-string entry
+            until :func:`resolve_target` finds the device).
+        source: what chose the device, for messages: ``--adb-serial``, ``ANDROID_SERIAL``,
+            ``targets.yaml``, ``targets/<name>/fingerprint.json``, ``--target``, ``default``.
+        spec: the ``targets.yaml`` entry (:class:`android_runner.TargetSpec`) when one was used.
+        note: appended to the first connection error (a name taken as a serial).
+    """
+
+    def __init__(self, kind: str, name: str, serial: str | None = None, source: str = "default",
+                 spec=None, note: str = ""):
+        self.kind, self.name, self.serial, self.source, self.spec, self.note = kind, name, serial, source, spec, note
+
+    def __repr__(self) -> str:
+        return f"DeviceChoice({self.kind!r}, {self.name!r}, serial={self.serial!r}, source={self.source!r})"
+
+    def describe(self) -> str:
+        """``the host`` or ``adb device SERIAL (from SOURCE)``."""
+        if self.kind == "host":
+            return "the host"
+        return f"adb device {self.serial or self.spec.model!r} (from {self.source})"
+
+
+def choose_device(name: str | None = None, *, adb_serial: str | None = None, targets_file=None,
+                  root: str | os.PathLike | None = None, use_env: bool = True, want_adb: bool = False) -> DeviceChoice:
+    """The one rule that turns ``--target`` / ``--adb-serial`` / ``$ANDROID_SERIAL`` into a device.
+
+    adb's convention, with the host as the embedded default:
+
+    1. ``--adb-serial SERIAL``: that adb device (named ``name``, else its ``targets.yaml`` name,
+       else the serial).  ``--target host --adb-serial S`` is device S, named after itself.
+    2. ``--target host``: the host.
+    3. ``--target NAME`` in ``targets.yaml``: its device (by serial, or by model string).
+    4. ``--target NAME`` whose folder ``targets/NAME/`` records its device: an adb table runs on
+       ``$ANDROID_SERIAL`` when set (``use_env``), else on its recorded serial; a host table on
+       the host, unless ``$ANDROID_SERIAL`` is set: then it is that device, exactly as
+       ``--adb-serial`` would be, and :func:`check_store_kind` refuses the mix.
+    5. any other ``--target NAME``: an adb serial (explicit wins over ``$ANDROID_SERIAL``).
+    6. no name: ``$ANDROID_SERIAL`` (``use_env``), named after its ``targets.yaml`` name or itself;
+       else the host; or, with ``want_adb``, the only device of ``targets.yaml``
+       (:func:`android_runner.select_serial`).
+
+    Raises:
+        EdgeeasUsageError: a malformed ``targets.yaml``.
+        AdbConnectionError: ``want_adb`` and no or several candidate devices.
+    """
+    env = env_serial() if use_env else None
+    if name == "host" and adb_serial:
+        name = None
+    if name == "host":
+        return DeviceChoice("host", "host", source="--target")
+    specs: dict = {}
+    path = None
+    if adb_serial or name or env or want_adb:
+        from .adb_target import load_target_specs
+
+        path, specs = load_target_specs(targets_file)
+
+    def named(serial: str) -> str:
+        return name or next((n for n, s in specs.items() if s.serial == serial), serial)
+
+    if adb_serial:
+        return DeviceChoice("adb", named(adb_serial), adb_serial, "--adb-serial")
+    if name and name in specs:
+        spec = specs[name]
+        return DeviceChoice("adb", name, spec.serial, "targets.yaml", spec=spec)
+    if name:
+        store = TargetStore.named(name, root)
+        fp = store.stored_fingerprint()
+        if fp and fp.get("kind") == "host":
+            if env:  # the adb convention picks device `env`: refused by check_store_kind
+                return DeviceChoice("adb", name, env, "ANDROID_SERIAL")
+            return DeviceChoice("host", name, source=str(store.fingerprint_path))
+        if fp and fp.get("kind") == "adb" and (env or fp.get("serial")):
+            return (DeviceChoice("adb", name, env, "ANDROID_SERIAL") if env
+                    else DeviceChoice("adb", name, str(fp["serial"]), str(store.fingerprint_path)))
+        from android_runner import parse_serial
+
+        note = ""
+        if parse_serial(name)[0] == "usb":
+            known = ", ".join(specs) or "none"
+            note = (f"{name!r} is not a name in {path or 'targets.yaml (none found)'} (names: {known}) nor a "
+                    f"benched target, so it was taken as a USB serial"
+                    + (f"; ANDROID_SERIAL={env} does not apply when --target names a device (use --name "
+                       f"{name} to name its table)" if env else ""))
+        return DeviceChoice("adb", name, name, "--target", note=note)
+    if env:
+        return DeviceChoice("adb", named(env), env, "ANDROID_SERIAL")
+    if want_adb:
+        from android_runner import select_serial
+
+        serial = select_serial(None, [s.serial for s in specs.values() if s.serial])
+        return DeviceChoice("adb", named(serial), serial, "targets.yaml")
+    return DeviceChoice("host", "host")
+
+
+def check_store_kind(store: "TargetStore", kind: str, used: str) -> None:
+    """Refuse to use a target's figures on a device of another kind.
+
+    Args:
+        store: the target's folder; its recorded fingerprint (:meth:`TargetStore.stored_fingerprint`)
+            says which kind of device measured it (nothing is checked when it records none).
+        kind: ``"host"`` or ``"adb"``, the device about to be used.
+        used: that device in words (``DeviceChoice.describe()``).
+
+    Raises:
+        TargetError: the kinds differ (one line naming both and what to do).
+    """
+    fp = store.stored_fingerprint()
+    if not fp or not fp.get("kind") or fp.get("kind") == kind:
+        return
+    raise TargetError(f"target {store.name!r} ({store.directory}) holds figures measured on "
+                      f"{describe_fingerprint(fp)}, but this would run on {used}: its table and budgets do not "
+                      f"apply there; name another target (--target/--name) or select the device it was measured on"
+                      + (" (unset ANDROID_SERIAL for the host)" if "ANDROID_SERIAL" in used else ""))
+
+
+def resolve_target(name: str | None = None, *, adb_serial: str | None = None, targets_file: str | None = None,
+                   protocol=None, use_env: bool = True, check_store: bool = True, **kwargs) -> Target:
+    """The :class:`Target` of ``--target NAME`` / ``--adb-serial SERIAL`` / ``$ANDROID_SERIAL``
+    (the rule is :func:`choose_device`), checked against what its folder records
+    (:func:`check_store_kind`).
+
+    Args:
+        name, adb_serial, targets_file: as on the command line.
+        protocol: the measurement protocol (default ``Protocol()``).
+        use_env: honour ``$ANDROID_SERIAL`` (a farm lists its devices explicitly: ``False``).
+        check_store: refuse a device of another kind than the target's recorded figures.
+        kwargs: ``root`` (targets root) for every kind; the rest (``benchmark_binary``, ``chunk``,
+            ``python``, ``keys``, ``command_timeout_s``) for adb targets; ``None`` values are dropped.
+
+    Raises:
+        EdgeeasUsageError: adb-only options on the host, a malformed name or ``targets.yaml``.
+        TargetError: adb unavailable here, or a device of the wrong kind for the target's figures.
     """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    if adb_serial or (name and name != "host"):
+    root = kwargs.pop("root", None)
+    choice = choose_device(name, adb_serial=adb_serial, targets_file=targets_file, root=root, use_env=use_env)
+    if choice.kind == "host":
+        if kwargs:
+            raise EdgeeasUsageError(f"{', '.join('--' + k.replace('_', '-') for k in sorted(kwargs))} "
+                                    f"applies to adb targets only, not to the host target")
+        t: Target = HostTarget(choice.name, protocol=protocol, root=root)
+    else:
         if "adb" not in TARGET_KINDS:
             try:
                 import edgeeas.adb_target  # noqa: F401  (registers the adb kind)
             except ImportError as e:
                 raise TargetError(f"adb targets are unavailable here ({e})") from None
-        return TARGET_KINDS["adb"].resolve(name=name, adb_serial=adb_serial, targets_file=targets_file,
-                                           protocol=protocol, **kwargs)
-    if kwargs:
-        raise EdgeeasUsageError(f"{', '.join('--' + k.replace('_', '-') for k in sorted(kwargs))} "
-                                f"applies to adb targets only, not to the host target")
-    return HostTarget(protocol=protocol)
+        t = TARGET_KINDS["adb"].from_choice(choice, protocol=protocol, targets_file=targets_file, root=root,
+                                            **kwargs)
+    if check_store:
+        check_store_kind(t.store, t.kind, choice.describe())
+    return t
 
 
 def write_json(path: Path, obj) -> None:

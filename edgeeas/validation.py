@@ -12,6 +12,7 @@ an emitted model folder under the target's own measurement protocol and stores t
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -57,36 +58,43 @@ def _classes(manifest: ModelManifest, superclass: str | None, ds) -> tuple[list[
     return manifest_classes(ModelManifest(superclasses=list(names)), ds), list(names)
 
 
-def run_validation(model: Path, *, target_name: str | None = "host", adb_serial: str | None = None,
+def run_validation(model: Path, *, target_name: str | None = None, adb_serial: str | None = None,
                    targets_file=None, manifest_path: Path | None = None, superclass: str | None = None,
-                   data=None, images: int = 0, threads: int = 1, max_accuracy_gap: float = 1.0,
-                   protocol=None) -> dict:
-    """Run ``model`` on a target: latency by ``protocol``, int8 accuracy on its classes' test images.
+                   data=None, images: int = 0, threads: int | None = None, max_accuracy_gap: float = 1.0,
+                   protocol=None, rule=None) -> dict:
+    """Run ``model`` on a target: latency by the target's protocol until a noise-aware verdict
+    (:mod:`edgeeas.verdict`), int8 accuracy on its classes' test images.
 
     Args:
         model: an int8 NHWC image model ``[1,H,W,3]`` (``.tflite``).
-        target_name, adb_serial, targets_file: the target (:func:`edgeeas.targets.resolve_target`).
+        target_name, adb_serial, targets_file: the target (:func:`edgeeas.targets.resolve_target`:
+            ``--adb-serial``, else ``$ANDROID_SERIAL``, ...); ``target_name`` defaults to the
+            manifest's target.  A device of another kind than the target's figures is refused.
         manifest_path: its manifest (default ``manifest.json`` beside ``model``, if any); without
             one, ``superclass`` names the classes (all of its fine classes, ascending id).
         data: the dataset (:func:`edgeeas.data.load_dataset`).
         images: the first N test images only (0: all).
-        threads: interpreter threads of the default protocol.
+        threads: interpreter threads, overriding the protocol's (``None``: the protocol's).
         max_accuracy_gap: allowed |device - host| int8 accuracy, percentage points.
-        protocol: a :class:`device_bench.Protocol` (default ``Protocol(threads=threads)``).
+        protocol: a :class:`device_bench.Protocol` (default: the target's recorded protocol,
+            :meth:`edgeeas.targets.TargetStore.protocol`, as the table was measured).
+        rule: the latency verdict's :class:`edgeeas.verdict.VerdictRule` (default: 95 %, at
+            least the protocol's passes, at most 15).
 
     Returns:
         What ``edgeeas validate --json`` prints: ``latency_ms`` (the protocol's statistic),
         ``accuracy_device_int8`` / ``accuracy_host_int8`` (%), ``accuracy_gap`` (points),
         ``budget`` (the manifest's, :meth:`BudgetSpec.to_dict`), ``madds`` (count, MAdds budgets),
-        ``failures`` (one line each) and ``passed``.
+        ``latency_verdict`` (:class:`edgeeas.verdict.LatencyVerdict` as a dict, latency budgets),
+        ``failures`` and ``inconclusive`` (one line each), ``verdict`` (``PASS``, ``FAIL``: some
+        failure, ``INCONCLUSIVE``: none, but the latency could not be told apart from the budget
+        within the cap of passes) and ``passed`` (``verdict == "PASS"``).
 
     Raises:
         EdgeeasUsageError: no model file, no classes to score, a contradicting ``--superclass``.
         EdgeeasError: a model that is not int8 NHWC, a head that does not match the classes, an
             unreadable manifest, or a target that fails (one line).
     """
-    from device_bench import Protocol
-
     from .data import load_dataset
     from .export import tflite_info, tflite_madds
     from .targets import HostTarget, resolve_target
@@ -120,9 +128,31 @@ def run_validation(model: Path, *, target_name: str | None = "host", adb_serial:
     mx = model_inputs(ModelManifest(classes=classes, input=mi), ds, info, limit=images)
     x, labels, n = mx.inputs, mx.labels, len(mx.labels)
 
-    protocol = protocol or Protocol(threads=threads)
-    target = resolve_target(target_name, adb_serial=adb_serial, targets_file=targets_file, protocol=protocol)
-    meas = target.measure(model)
+    target = resolve_target(target_name or manifest.target, adb_serial=adb_serial, targets_file=targets_file,
+                            protocol=protocol)
+    if protocol is None:  # the target's recorded protocol: the budget was judged with its figures
+        protocol = target.store.protocol()
+    if threads is not None and threads != protocol.threads:
+        protocol = dataclasses.replace(protocol, threads=threads)
+    target.protocol = protocol
+    budget = manifest.budget
+    verdict = None
+    if budget is not None and budget.latency_ms is not None:
+        from device_bench import combine_passes
+
+        from .verdict import VerdictRule, measure_verdict
+
+        rule = rule or VerdictRule(min_passes=max(3, protocol.passes), max_passes=max(15, protocol.passes))
+        one_pass = dataclasses.replace(protocol, passes=1)
+        target.protocol = one_pass
+        try:
+            verdict, passes = measure_verdict(lambda: target.measure(model), budget.latency_ms, rule,
+                                              statistic=protocol.statistic)
+        finally:
+            target.protocol = protocol
+        meas = combine_passes(passes)
+    else:
+        meas = target.measure(model)
     y_dev = target.evaluate(model, x)
     y_host = y_dev if target.is_local else HostTarget(protocol=protocol).evaluate(model, x)
     if y_dev.shape != (n, k):
@@ -132,24 +162,27 @@ def run_validation(model: Path, *, target_name: str | None = "host", adb_serial:
     acc_host = float((pred_host == labels).mean() * 100)
     gap = acc_dev - acc_host
 
-    budget = manifest.budget
     result = {
         "model": str(model), "manifest": str(manifest_path) if manifest_path else None,
         "arch": manifest.arch, "target": target.name, "target_kind": target.kind,
         "superclasses": supers, "classes": classes, "images": int(n),
-        "latency_ms": round(meas.value_ms, 4), "statistic": protocol.statistic,
-        "latency": meas.to_dict(),
+        "latency_ms": round(verdict.value_ms if verdict else meas.value_ms, 4), "statistic": protocol.statistic,
+        "latency": meas.to_dict(), "protocol": protocol.to_dict(),
+        "latency_verdict": verdict.to_dict() if verdict else None,
         "predicted_latency_ms": manifest.predicted_latency_ms,
         "accuracy_device_int8": round(acc_dev, 3), "accuracy_host_int8": round(acc_host, 3),
         "accuracy_gap": round(gap, 3), "max_accuracy_gap": max_accuracy_gap,
         "prediction_agreement": round(float((pred_dev == pred_host).mean() * 100), 3),
         "outputs_identical": bool(np.array_equal(y_dev, y_host)),
         "accuracy_manifest": manifest.accuracy.to_dict() if manifest.accuracy else {},
-        "budget": budget.to_dict() if budget else None, "madds": None, "notes": notes, "failures": [],
+        "budget": budget.to_dict() if budget else None, "madds": None, "notes": notes, "failures": [], "inconclusive": [],
     }
-    if budget is not None and budget.latency_ms is not None:
-        if meas.value_ms > budget.latency_ms:
-            result["failures"].append(f"latency {meas.value_ms:.3f} ms exceeds the budget {budget.latency_ms:g} ms")
+    if verdict is not None:
+        if verdict.status == "FAIL":
+            result["failures"].append(f"latency exceeds the budget {budget.latency_ms:g} ms: {verdict.describe()}")
+        elif verdict.status == "INCONCLUSIVE":
+            result["inconclusive"].append(f"latency {verdict.describe()}: too noisy to tell within "
+                                          f"{verdict.passes} passes")
     elif budget is not None and budget.madds is not None:
         madds = tflite_madds(model)
         result["madds"] = madds

@@ -55,7 +55,7 @@ def test_validate_manifest_budget_named_target_hostile_name(make_peer, model5, d
     r = run(m, "--target", "pixel", "--images", 50, "--data", data_path)
     assert r.exit_code == 1, r.output
     assert "target     pixel (adb)" in r.output and "55.50" in r.output and "54.00" in r.output
-    assert "FAIL: latency" in r.output and "exceeds the budget 1e-06 ms" in r.output
+    assert "FAIL: latency exceeds the budget 1e-06 ms" in r.output and "latency verdict: FAIL" in r.output
     assert "bit-identical" in r.output
     for root in (tmp_path, peer.sandbox):
         assert not list(Path(root).rglob("pwned*"))

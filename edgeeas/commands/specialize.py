@@ -16,15 +16,20 @@ def _print_validation(v: dict) -> str:
     """One line of a validation result (:func:`edgeeas.validation.run_validation`)."""
     budget = v.get("budget") or {}
     b = budget.get("text") or "-"
-    status = "PASS" if v["passed"] else "FAIL: " + "; ".join(v["failures"])
+    verdict = v.get("verdict") or ("PASS" if v["passed"] else "FAIL")
+    status = verdict if v["passed"] else f"{verdict}: " + "; ".join(v["failures"] + v.get("inconclusive", []))
     return (f"  validated on {v['target']}: {v['latency_ms']:.3f} ms measured (budget {b}), "
             f"int8 accuracy {v['accuracy_device_int8']:.2f}% on the target vs {v['accuracy_host_int8']:.2f}% "
             f"on the host -> {status}")
 
 
 @click.command("specialize")
-@click.option("--target", default="host", show_default=True,
-              help="target whose latency table judges ms/us budgets, and on which --validate runs")
+@click.option("--target", default=None,
+              help="target whose latency table judges ms/us budgets, and on which --validate runs "
+                   "[default: host, or the $ANDROID_SERIAL device's target]")
+@click.option("--adb-serial", default=None,
+              help="the adb device --validate runs on (default: the target's, else $ANDROID_SERIAL); it must be "
+                   "of the kind the target's table was measured on")
 @click.option("--budget", "budget_args", multiple=True,
               help="20ms, 500us (latency on --target) or 8M (millions of MAdds); repeatable")
 @click.option("--budgets", "budget_lists", multiple=True, help="comma-separated budgets for a batch: 5ms,10ms,20ms")
@@ -52,7 +57,7 @@ def _print_validation(v: dict) -> str:
 @click.option("--threads", default=0, type=click.IntRange(0), help="torch threads (0: torch's default)")
 @click.option("--quiet", is_flag=True, help="no progress bar or log lines")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON summary")
-def specialize(target, budget_args, budget_lists, superclasses, all_superclasses, strategy, supernet_arg,
+def specialize(target, adb_serial, budget_args, budget_lists, superclasses, all_superclasses, strategy, supernet_arg,
                generator_path, data, out, force, do_validate, recal_images, calib_images, test_images, fitness,
                evaluations, population, predictor_samples, latency_margin, seed, threads, quiet, as_json):
     """Emit an int8 TFLite model per scenario (superclasses + budget) into OUT/TARGET/SCENARIO/BUDGET/.
@@ -76,6 +81,13 @@ def specialize(target, budget_args, budget_lists, superclasses, all_superclasses
     parse_margin(latency_margin)
     if not budgets:
         raise click.UsageError("give --budget 20ms (or --budgets 5ms,10ms,...; 8M for MAdds)")
+    from ..targets import TargetStore, check_store_kind, choose_device
+
+    # one device rule for every command (--adb-serial, a name, $ANDROID_SERIAL, else the host); a
+    # table measured on another kind of device is refused before any work
+    choice = choose_device(target, adb_serial=adb_serial)
+    check_store_kind(TargetStore.named(choice.name), choice.kind, choice.describe())
+    target = choice.name
     if threads:
         import torch
 
@@ -111,13 +123,13 @@ def specialize(target, budget_args, budget_lists, superclasses, all_superclasses
                        f"int8 {acc.host_int8_pct:.2f}%")
         if do_validate:
             try:
-                v = validate_folder(plan.dest, target, data=data)
+                v = validate_folder(plan.dest, target, data=data, adb_serial=adb_serial)
             except EdgeeasError as e:
                 v = {"passed": False, "failures": [str(e)], "error": True}
-            entry["validation"] = {k: v.get(k) for k in ("passed", "failures", "latency_ms",
+            entry["validation"] = {k: v.get(k) for k in ("passed", "verdict", "failures", "inconclusive", "latency_ms",
                                                          "accuracy_device_int8", "accuracy_host_int8")}
             if not v["passed"]:
-                failed.append(f"{plan.scenario}: {'; '.join(v['failures'])}")
+                failed.append(f"{plan.scenario}: {'; '.join(v['failures'] + v.get('inconclusive', []))}")
             if not as_json:
                 click.echo(_print_validation(v) if not v.get("error") else f"  validation failed: {v['failures'][0]}")
         summary.append(entry)

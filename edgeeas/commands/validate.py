@@ -38,7 +38,16 @@ def _table(r: dict) -> str:
         f"outputs {'bit-identical' if r['outputs_identical'] else 'differ'}",
     ]
     lines += [f"note: {n}" for n in r["notes"]]
-    lines += [f"FAIL: {f}" for f in r["failures"]] or ["PASS"]
+    if r.get("latency_verdict"):
+        lv = r["latency_verdict"]
+        lines.append(f"latency verdict: {lv['status']} ({lv['confidence'] * 100:g} % interval "
+                     + (f"{lv['ci_low_ms']:.3f}-{lv['ci_high_ms']:.3f} ms" if lv["ci_low_ms"] is not None else "-")
+                     + f" over {lv['passes']} passes of {r['protocol']['num_runs']} runs, {r['protocol']['threads']} "
+                     f"thread(s); spread {lv['spread'] * 100:.1f} %)")
+    lines += [f"FAIL: {f}" for f in r["failures"]]
+    lines += [f"INCONCLUSIVE: {f}" for f in r.get("inconclusive", [])]
+    if r.get("verdict", "PASS") == "PASS" and not r["failures"]:
+        lines.append("PASS")
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from ..errors import EdgeeasError, EdgeeasUsageError
 from ..space import DEFAULT_SPACE, SearchSpace
+from .errors import TableMismatchError
 from .export import export_row_models, export_subnet_models, model_cache_dir, row_model_path
 from .fit import fit_predictor
 from .measure import measure_rows, measure_subnets
@@ -97,7 +98,8 @@ def bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets:
 
     Raises:
         EdgeeasUsageError: two targets share a name.
-        TableMismatchError: a table holds another space or protocol (before any measuring).
+        TableMismatchError: a table holds another space or protocol, or was measured on another device
+            (:func:`edgeeas.targets.same_device`), before any measuring.
     """
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
@@ -120,6 +122,15 @@ def bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets:
     for t in live:
         tables[t.name] = LatencyTable.open(t.directory, space, t.protocol, fingerprints[t.name], force=force,
                                            target_name=t.name)
+    # A table is one device's: resuming it on another (another kind, serial or CPU) would mix rows.
+    from ..targets import describe_fingerprint, same_device
+
+    for t in live:
+        stored = tables[t.name].meta().get("fingerprint")
+        if stored and not same_device(stored, fingerprints[t.name]):
+            raise TableMismatchError(f"{tables[t.name].path} was measured on {describe_fingerprint(stored)}, and "
+                                     f"this run is on {describe_fingerprint(fingerprints[t.name])}: resume it on "
+                                     f"the first device, use another --name for a new table, or --force to discard it")
     for t in live:
         tab, fp = tables[t.name], fingerprints[t.name]
         p = t.protocol

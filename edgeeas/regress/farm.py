@@ -262,11 +262,13 @@ def build_targets(farm: Farm, protocol_override: dict | None = None) -> list:
             proto = Protocol.from_dict(fields)
         except (ValueError, TypeError) as e:
             raise RegressUsageError(f"farm file {farm.path}: device {d.spec!r}: bad protocol ({e})") from None
+        # the one device rule, without $ANDROID_SERIAL: a farm names each of its devices
         if d.spec == "host" and not d.serial:
-            t = resolve_target("host", protocol=proto)
+            t = resolve_target("host", protocol=proto, use_env=False)
         else:
             t = resolve_target(d.name if d.name else (None if d.serial else d.spec),
-                               adb_serial=d.serial, targets_file=farm.targets_file, protocol=proto, **d.extra)
+                               adb_serial=d.serial, targets_file=farm.targets_file, protocol=proto, use_env=False,
+                               **d.extra)
         targets.append(t)
     return targets
 

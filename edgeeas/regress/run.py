@@ -325,6 +325,12 @@ def run_regress(farm: Farm, baseline_path: str | os.PathLike, *, update: bool = 
     targets = build_targets(farm)
     names = [t.name for t in targets]
     if baseline is not None:
+        for t in targets:  # a baseline recorded on the host never judges a phone, nor the reverse
+            bkind = (baseline["devices"].get(t.name) or {}).get("kind")
+            if bkind and bkind != t.kind:
+                raise RegressUsageError(f"baseline {baseline_path}: device {t.name!r} was recorded as a {bkind} "
+                                        f"device and the farm resolves it to {t.describe()}: record it again "
+                                        f"with --update-baseline, or name the device it was recorded on")
         unknown = [n for n in names if n not in baseline["devices"]]
         if unknown:
             raise RegressUsageError(f"baseline {baseline_path} does not match the farm: no record of device(s) "
