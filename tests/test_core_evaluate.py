@@ -221,3 +221,13 @@ def test_evaluate_arch_recalibrates_the_subnet_and_scores_the_chosen_test_images
     r = evaluate_arch(net, "A", ds, recal=recal, test_idx=np.array([0, 3, 5]))
     assert r.per_superclass == pytest.approx({"s0": 50.0, "s2": 100.0})
     assert r.top1_all == pytest.approx(200 / 3)
+
+
+def test_recal_images_defaults_are_2000_images_drawn_with_seed_0():
+    """The shipped accuracy figures use the defaults: 2000 images, numpy's generator seeded 0."""
+    labels = np.arange(2100) % 6
+    ds = Dataset("toy", [f"c{i}" for i in range(6)], ["s0", "s1", "s2"], np.array([0, 1, 2, 0, 1, 2]),
+                 Split(np.arange(2100, dtype=np.int64).reshape(2100, 1, 1, 1), labels), Split(np.zeros((0, 1, 1, 1)), labels[:0]))
+    got = recal_images(ds)[:, 0, 0, 0]
+    want = np.sort(np.random.default_rng(0).choice(2100, size=2000, replace=False))
+    assert len(got) == 2000 and np.array_equal(got, want)
