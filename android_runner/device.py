@@ -82,7 +82,11 @@ def _short(text: str, limit: int = 200) -> str:
 # --- serials and selection ---------------------------------------------------------------------
 
 def parse_serial(serial: str) -> tuple[str, str, int]:
-    """``("tcp", host, port)`` for ``host:port`` / ``[v6]:port`` / ``emulator-N``; ``("usb", serial, 0)`` otherwise."""
+    """``("tcp", host, port)`` for ``host:port`` / ``[v6]:port`` / ``emulator-N``; ``("usb", serial, 0)`` otherwise.
+
+    Raises:
+        AdbError: a port out of range, a serial with a ':' that is not ``host:port`` (``host:``,
+            ``:5555``, ``a:b``: "malformed host:port"), an empty serial or one with spaces."""
     m = re.fullmatch(r"emulator-(\d+)", serial)
     if m:  # adb's emulator serials name the console port; adbd listens on the next one
         return "tcp", "127.0.0.1", int(m.group(1)) + 1
@@ -92,6 +96,9 @@ def parse_serial(serial: str) -> tuple[str, str, int]:
         if not 0 < port < 65536:
             raise AdbError(f"bad serial {serial!r}: port {port} out of range", advice="expected host:port with 1 <= port <= 65535")
         return "tcp", m.group(1), port
+    if ":" in serial:  # USB serials have no ':'; anything with one was meant as host:port
+        raise AdbError(f"malformed host:port serial {serial!r}",
+                       advice="expected HOST:PORT with a host and a port, e.g. 192.168.1.20:5555 or [fe80::1]:5555")
     if not serial or any(c.isspace() for c in serial):
         raise AdbError(f"bad serial {serial!r}", advice="expected a USB serial (see `adb devices`) or host:port")
     return "usb", serial, 0

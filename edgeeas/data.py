@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EdgeeasError
+from .errors import EdgeeasError, EdgeeasUsageError
 
 __all__ = ["Dataset", "DataError", "DataSource", "load_dataset", "load_grouping", "regroup", "resolve_data_path",
            "content_fingerprint", "CIFAR100_CLASSES", "MEAN", "STD"]
@@ -62,6 +62,10 @@ CIFAR100_CLASSES = (
 
 class DataError(EdgeeasError):
     """The data could not be found or does not have the expected form (one-line message)."""
+
+
+class UnknownSuperclassError(DataError, EdgeeasUsageError):
+    """A superclass name the dataset does not have: a usage error (exit 2) in every command."""
 
 
 class DataSource(str):
@@ -120,7 +124,7 @@ class Dataset:
         try:
             return self.superclasses.index(name)
         except ValueError:
-            raise DataError(f"unknown superclass {name!r}; expected one of: "
+            raise UnknownSuperclassError(f"unknown superclass {name!r}; expected one of: "
                             + ", ".join(self.superclasses)) from None
 
     def indices(self, split: str, superclasses: list[int]) -> np.ndarray:

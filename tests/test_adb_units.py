@@ -17,6 +17,20 @@ def test_parse_serial():
     for bad in ("", "host:99999", "a b"):
         with pytest.raises(AdbError):
             parse_serial(bad)
+    # a ':' means host:port was meant: a missing part is "malformed host:port", never "no USB device"
+    for bad in ("host:", ":5555", "a:b", "h:5555:1", "::1:5555", "[::1]:"):
+        with pytest.raises(AdbError, match="malformed host:port serial"):
+            parse_serial(bad)
+
+
+@pytest.mark.parametrize("serial", ["host:", ":5555"])
+def test_devices_names_a_malformed_host_port(serial):
+    from click.testing import CliRunner
+
+    from edgeeas.cli import main
+
+    r = CliRunner().invoke(main, ["devices", serial])
+    assert "malformed host:port" in r.output and "no USB device" not in r.output, r.output
 
 
 def test_select_serial_like_adb(monkeypatch):

@@ -131,3 +131,31 @@ def test_the_help_budget_above_the_largest_subnet_gives_the_largest():
     cost, _ = load_cost(DEFAULT_SPACE, target="host")
     largest = cost.predict(DEFAULT_SPACE.largest(), 5)
     assert largest < 20 / (1 + cost.safety_margin())
+
+
+def _all_commands():
+    names = [[n] for n in main.list_commands(None) if n != "train"] + [["train", "supernet"], ["train", "generator"]]
+    for n in names:
+        cmd = main
+        for part in n:
+            cmd = cmd.get_command(None, part)
+        yield " ".join(n), cmd
+
+
+def test_every_option_has_help_text():
+    missing = [f"{name} {'/'.join(p.opts)}" for name, cmd in _all_commands() for p in cmd.params
+               if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()]
+    assert missing == []
+
+
+def test_a_users_config_files_are_ignored_by_git():
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    for name in ("deploy.yaml", "farm.yaml", "baseline.json", "targets.yaml"):
+        r = subprocess.run(["git", "check-ignore", "-q", name], cwd=ROOT)
+        assert r.returncode == 0, f"{name} is not in .gitignore"
+    for shipped in ("deploy.example.yaml", "farm.example.yaml"):
+        assert subprocess.run(["git", "check-ignore", "-q", shipped], cwd=ROOT).returncode == 1

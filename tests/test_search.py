@@ -197,6 +197,9 @@ def test_search_errors_are_one_line(ctx):
         assert msg in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(EdgeeasUsageError):
         find_arch("uniform", ctx, "fish", "20ms")
+    # an unknown superclass is a usage error (exit 2) in every command, as a bad budget is
+    with pytest.raises(EdgeeasUsageError, match="unknown superclass 'spaceships'"):
+        find_arch("random", ctx, "spaceships", "8M")
 
 
 # ---- the latency safety margin -----------------------------------------------------------------

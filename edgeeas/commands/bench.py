@@ -139,7 +139,8 @@ measures only what is missing.
               help="official TFLite benchmark_model binary (Android build) to push and use instead of our runner")
 @click.option("--threads", "--num-threads", "threads", default=1, show_default=True, type=click.IntRange(1),
               help="interpreter threads")
-@click.option("--warmup-runs", default=5, show_default=True, type=click.IntRange(0))
+@click.option("--warmup-runs", default=5, show_default=True, type=click.IntRange(0),
+              help="untimed runs before the timed ones (benchmark_model's --warmup_runs)")
 @click.option("--num-runs", default=50, show_default=True, type=click.IntRange(1), help="measured runs per model")
 @click.option("--passes", default=3, show_default=True, type=click.IntRange(1),
               help="sweeps over the models, each in its own runner process; a figure is the median of its "

@@ -16,12 +16,14 @@ __all__ = ["train_generator"]
 @click.option("--target", default=None, help="latency target whose table the budgets refer to (e.g. host)")
 @click.option("--madds", is_flag=True, help="budgets in MAdds instead of a target's latency")
 @data_option
-@click.option("--steps", default=2000, show_default=True, type=click.IntRange(1))
+@click.option("--steps", default=2000, show_default=True, type=click.IntRange(1),
+              help="generator training steps")
 @click.option("--batch-size", default=48, show_default=True, type=click.IntRange(1),
               help="scenario images per step for the accuracy term")
 @click.option("--cost-batch", default=64, show_default=True, type=click.IntRange(0),
               help="extra scenarios per step for the budget term only")
-@click.option("--lr", default=2e-3, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--lr", default=2e-3, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Adam learning rate of the generator")
 @click.option("--accuracy", "accuracy", type=click.Choice(["predictor", "supernet"]), default="predictor",
               show_default=True,
               help="accuracy term: 'predictor' = an accuracy predictor fitted on subnets measured on every "
@@ -34,8 +36,10 @@ __all__ = ["train_generator"]
               help="held-out training images per superclass that accuracies are measured on (never trained on)")
 @click.option("--acc-weight", default=1.0, show_default=True, type=click.FloatRange(0),
               help="weight of the accuracy term against the budget term (0: budget term alone)")
-@click.option("--lat-weight", default=10.0, show_default=True, type=click.FloatRange(0))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--lat-weight", default=10.0, show_default=True, type=click.FloatRange(0),
+              help="weight of the budget penalty (expected cost over the budget) in the loss")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="seed of the sampled scenarios and Gumbel noise")
 @click.option("--threads", default=0, type=click.IntRange(0), help="torch threads (0: torch's default)")
 @click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(0),
               help="steps between resumable checkpoints (<out>.ckpt)")

@@ -22,11 +22,13 @@ __all__ = ["search"]
               help="generator file (default: the supernet's run directory/generator-<target>.pt)")
 @data_option
 @search_options
-@click.option("--recal-images", default=500, show_default=True, type=click.IntRange(1))
+@click.option("--recal-images", default=500, show_default=True, type=click.IntRange(1),
+              help="training images used to recalibrate BN statistics per subnet")
 @click.option("--val-images", default=500, show_default=True, type=click.IntRange(1),
               help="held-out training images per superclass for measured accuracy")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--threads", default=0, type=click.IntRange(0))
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="seed of the search, the held-out split and the recalibration images")
+@click.option("--threads", default=0, type=click.IntRange(0), help="torch threads (0: torch's default)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def search(strategy, superclasses, budget, target, supernet_arg, generator_path, data, fitness, evaluations,
            population, predictor_samples, latency_margin, recal_images, val_images, seed, threads, as_json):

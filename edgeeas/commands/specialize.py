@@ -53,7 +53,8 @@ def _print_validation(v: dict) -> str:
               help="scenario training images for int8 calibration")
 @click.option("--test-images", default=0, type=click.IntRange(0), help="score on the first N test images (0: all)")
 @search_options
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="seed of the search and of the recalibration and calibration images")
 @click.option("--threads", default=0, type=click.IntRange(0), help="torch threads (0: torch's default)")
 @click.option("--quiet", is_flag=True, help="no progress bar or log lines")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON summary")
@@ -147,7 +148,7 @@ def specialize(target, adb_serial, budget_args, budget_lists, superclasses, all_
 @click.option("--force", is_flag=True, help="replace model folders made by another request")
 @data_option
 @click.option("--targets-file", default=None, help="targets.yaml for named adb targets")
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="no progress bars or log lines; only the final summary")
 def deploy(config_path, out, force, data, targets_file, quiet):
     """Specialize and validate every scenario of deploy.yaml, then push the passing models.
 
@@ -171,7 +172,7 @@ def deploy(config_path, out, force, data, targets_file, quiet):
 
 
 @click.command("report")
-@click.option("--target", default="host", show_default=True)
+@click.option("--target", default="host", show_default=True, help="the target whose models to report (out/TARGET/)")
 @click.option("--out", "outs", multiple=True, help="output root(s) to collect models from (default: out)")
 @click.option("--dest", default=None, help="where report.md and pareto.png go (default: OUT/TARGET/)")
 @click.option("--measure", is_flag=True, help="validate models that have no validation.json yet")

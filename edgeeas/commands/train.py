@@ -30,17 +30,22 @@ def train():
 @train.command("supernet")
 @data_option
 @click.option("--out", default="runs/default", show_default=True, help="run directory (args.yaml, summary.csv, checkpoints)")
-@click.option("--epochs", default=12, show_default=True, type=click.IntRange(1))
-@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=0.1, show_default=True, type=click.FloatRange(0, min_open=True))
-@click.option("--weight-decay", default=5e-5, show_default=True, type=click.FloatRange(0))
+@click.option("--epochs", default=12, show_default=True, type=click.IntRange(1),
+              help="passes over the training split (the cosine schedule spans them)")
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1),
+              help="images per step (per process under torchrun)")
+@click.option("--lr", default=0.1, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="peak SGD learning rate of the cosine schedule")
+@click.option("--weight-decay", default=5e-5, show_default=True, type=click.FloatRange(0),
+              help="SGD weight decay")
 @click.option("--superclass-dropout", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True),
               help="probability of dropping each superclass at a step (0 turns superclass dropout off)")
 @click.option("--num-random", default=1, show_default=True, type=click.IntRange(0),
               help="random subnets per step, besides the largest and the smallest (sandwich rule)")
 @click.option("--kd-ratio", default=1.0, show_default=True, type=click.FloatRange(0),
               help="weight of in-place distillation from the largest subnet")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="seed of the sampled subnets, dropped superclasses and data order (offset by rank)")
 @click.option("--threads", default=0, type=click.IntRange(0), help="torch threads per process (0: torch's default)")
 @click.option("--max-steps", default=0, type=click.IntRange(0), help="stop after this many steps (for smoke tests)")
 @click.option("--train-subset", default=0, type=click.IntRange(0), help="train on this many images only (for smoke tests)")
