@@ -8,7 +8,9 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save", "read_yaml", "save_figure", "sha256_file",
+from .errors import EdgeeasUsageError
+
+__all__ = ["check_output_dir", "check_output_file", "OutputPathError", "atomic_write", "atomic_write_text", "atomic_torch_save", "read_yaml", "save_figure", "sha256_file",
            "versions", "command_line", "machine", "mkdtemp_beside"]
 
 
@@ -135,3 +137,40 @@ def command_line() -> str:
 
     argv = [Path(sys.argv[0]).name] + sys.argv[1:]
     return " ".join(shlex.quote(a) for a in argv)
+
+
+class OutputPathError(EdgeeasUsageError):
+    """An output path that cannot be written (a file where a folder must be, a folder where a
+    file must be, no write permission): found before any work, a usage error (exit 2)."""
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """``path`` as a Path if it is, or can become, a writable folder: every existing part of it
+    is a folder and the deepest existing one is writable.  Call it before any work.
+
+    Raises:
+        OutputPathError: one line naming the part that is in the way."""
+    p = Path(path)
+    for part in [p, *p.parents]:
+        if part.exists() or part.is_symlink():
+            if not part.is_dir():
+                where = "it is a file" if part == p else f"{part} is a file, not a folder"
+                raise OutputPathError(f"cannot write the {what} {p}: {where}")
+            if not os.access(part, os.W_OK | os.X_OK):
+                raise OutputPathError(f"cannot write the {what} {p}: no write permission on {part}")
+            return p
+    return p
+
+
+def check_output_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """``path`` as a Path if a file can be written there (see :func:`check_output_dir`; a folder
+    at ``path`` itself is in the way too).  Call it before any work."""
+    p = Path(path)
+    if p.is_dir():
+        raise OutputPathError(f"cannot write the {what} {p}: it is a folder")
+    for part in p.parents:
+        if part.exists() and not part.is_dir():
+            raise OutputPathError(f"cannot write the {what} {p}: {part} is a file, not a folder")
+    check_output_dir(p.parent, f"folder of the {what}")
+    return p
+

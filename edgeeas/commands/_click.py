@@ -36,6 +36,19 @@ class OneLineErrors:
                 e.ctx = None
             raise
 
+    def _usage_ctx(self, ctx):
+        """The context whose usage line a usage error shows: the subcommand that raised it (never
+        the group's own ``COMMAND [ARGS]`` line), None where no usage is shown."""
+        if not self.usage_dump:
+            return None
+        name = getattr(ctx, "invoked_subcommand", None)
+        if isinstance(self, click.Group) and name:
+            cmd = self.get_command(ctx, name)
+            if cmd is None or not getattr(cmd, "usage_dump", True):
+                return None
+            return click.Context(cmd, info_name=name, parent=ctx)
+        return ctx
+
     def invoke(self, ctx):
         """click's, with the project's errors turned into one-line click errors (see the module)."""
         try:
@@ -43,7 +56,7 @@ class OneLineErrors:
         except click.ClickException:
             raise
         except EdgeeasUsageError as e:
-            raise click.UsageError(first_line(e), ctx if self.usage_dump else None) from None
+            raise click.UsageError(first_line(e), self._usage_ctx(ctx)) from None
         except one_line_errors() as e:
             raise click.ClickException(first_line(e)) from None
         except KeyboardInterrupt:

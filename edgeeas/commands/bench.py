@@ -172,6 +172,10 @@ def bench(files, target_name, adb_serials, name, targets_file, benchmark_binary,
         return
     space = _load_space(space_path)
     targets = _targets(target_name, adb_serials, name, targets_file, benchmark_binary, protocol)
+    from ..utils import check_output_dir
+
+    for t in targets:  # a file in the way fails before any device is reached or model exported
+        check_output_dir(t.directory, "target folder")
 
     from ..latency import bench_targets
     from ..targets import TargetStore

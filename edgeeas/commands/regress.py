@@ -58,7 +58,13 @@ def regress(farm_path, baseline_path, update_baseline, out_dir, latency_tol, spr
         if not quiet:
             click.echo(msg, err=True)
 
+    from ..utils import check_output_dir, check_output_file
+
     try:
+        # output paths first: a measurement is never lost to a path that cannot be written
+        check_output_dir(out_dir, "--out folder")
+        if update_baseline:
+            check_output_file(baseline_path, "--baseline file")
         tol = Tolerances(latency_rel=latency_tol, spread_weight=spread_weight, spread_cap=spread_cap, accuracy_pp=accuracy_tol,
                          confirm=confirm)
         farm = load_farm(farm_path)
@@ -76,15 +82,22 @@ def regress(farm_path, baseline_path, update_baseline, out_dir, latency_tol, spr
     for c in res.cases:
         if c.status in ("fail", "error"):
             click.echo(f"{c.status.upper()}: {c.message}", err=True)
-    paths = write_reports(res, out_dir)
+    try:
+        paths = write_reports(res, out_dir)
+    except OSError as e:
+        saved = _save_elsewhere(res)
+        raise _UsageExit(f"could not write the reports to {out_dir} ({e.strerror or e}); the measurements "
+                         f"are kept in {saved}") from None
     code = res.exit_code
     n = res.counts()
     if update_baseline:
         if code == 0:
             try:
                 write_baseline(res, baseline_path)
-            except EdgeeasError as e:
-                raise _UsageExit(str(e)) from None
+            except (EdgeeasError, OSError) as e:
+                saved = _save_elsewhere(res)
+                raise _UsageExit(f"{getattr(e, 'strerror', None) or e}: baseline not written to {baseline_path}; "
+                                 f"the measurements are kept in {saved} and the report in {paths['html']}") from None
             click.echo(f"baseline written to {baseline_path}: {len(res.devices)} device(s) x {len(res.models)} "
                        f"model(s); report {paths['html']}")
         else:
@@ -95,3 +108,15 @@ def regress(farm_path, baseline_path, update_baseline, out_dir, latency_tol, spr
                    f"({len(res.devices)} device(s) x {len(res.models)} model(s), {res.seconds:.1f} s); "
                    f"junit {paths['junit']}, report {paths['html']}")
     sys.exit(code)
+
+
+def _save_elsewhere(res) -> str:
+    """The run's measurements as JSON in a new file under the temp folder (its path), when the
+    requested output could not be written: never lose a measurement to an output error."""
+    import json
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="edgeeas-regress-", suffix=".json")
+    with open(fd, "w") as f:
+        json.dump(res.to_dict() if hasattr(res, "to_dict") else vars(res), f, indent=2, default=str)
+    return path

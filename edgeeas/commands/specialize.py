@@ -78,7 +78,10 @@ def specialize(target, adb_serial, budget_args, budget_lists, superclasses, all_
 
     from ..search.budget import parse_margin
 
+    from ..utils import check_output_dir
+
     budgets = parse_budget_list(list(budget_args) + list(budget_lists))  # bad budgets fail before any loading
+    check_output_dir(out, "--out folder")  # a file in the way fails before any work
     parse_margin(latency_margin)
     if not budgets:
         raise click.UsageError("give --budget 20ms (or --budgets 5ms,10ms,...; 8M for MAdds)")
@@ -180,7 +183,10 @@ def deploy(config_path, out, force, data, targets_file, quiet):
 def report(target, outs, dest, measure, data):
     """Pareto plot (measured latency vs accuracy, per strategy) and a Markdown report linking every model."""
     from ..report import build_report
+    from ..utils import check_output_dir
 
+    if dest:
+        check_output_dir(dest, "--dest folder")  # before --measure validates anything
     r = build_report(target, list(outs) or ["out"], Path(dest) if dest else None, measure=measure, data=data,
                      log=lambda m: click.echo(m, err=True))
     click.echo(f"{r['report']}: {r['models']} models, {r['validated']} validated"
