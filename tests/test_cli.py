@@ -142,6 +142,10 @@ def test_one_error_wrapper_for_groups_and_commands():
     bench/latency (OneLineCommand); other project errors exit 1."""
     r = CliRunner().invoke(main, ["arch", "d9-k-e"])
     assert r.exit_code == 2 and r.output.count("Error:") == 1 and "Usage:" in r.output
+    # the usage line is the subcommand's, never the group's `COMMAND [ARGS]...`
+    assert "Usage: main arch [OPTIONS] ARCH" in r.output and "COMMAND [ARGS]" not in r.output
+    r = CliRunner().invoke(main, ["train", "supernet", "--out", "README.md/x", "--epochs", "1"])
+    assert "COMMAND [ARGS]" not in r.output
     r = CliRunner().invoke(main, ["latency", "smallest", "--target", "no-such-target"])
     assert r.exit_code == 1 and r.output.count("Error:") == 1 and "Traceback" not in r.output
     r = CliRunner().invoke(main, ["bench", "--threads", "0"])
