@@ -148,10 +148,16 @@ def bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets:
             f"single-layer models into {cache}")
     export_row_models(space, need, cache, progress=progress, workers=export_jobs)
 
+    # "measured now" counts what this run committed to the table, read from the table itself:
+    # a device that drops midway still reports the rows it committed before the drop.
     def do_rows(t, i):
         te = time.perf_counter()
-        reports[t.name].rows_measured = measure_rows(t, tables[t.name], rows, cache, progress=progress, position=i)
-        reports[t.name].extra["rows_seconds"] = round(time.perf_counter() - te, 1)
+        before = len(tables[t.name].rows())
+        try:
+            measure_rows(t, tables[t.name], rows, cache, progress=progress, position=i)
+        finally:
+            reports[t.name].rows_measured = len(tables[t.name].rows()) - before
+            reports[t.name].extra["rows_seconds"] = round(time.perf_counter() - te, 1)
 
     _parallel(targets, do_rows, reports)
 
@@ -164,8 +170,11 @@ def bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets:
         export_subnet_models(space, need_a, cache, progress=progress, workers=export_jobs)
 
         def do_subnets(t, i):
-            reports[t.name].subnets_measured = measure_subnets(t, tables[t.name], archs, cache,
-                                                               progress=progress, position=i)
+            before = len(tables[t.name].subnets())
+            try:
+                measure_subnets(t, tables[t.name], archs, cache, progress=progress, position=i)
+            finally:
+                reports[t.name].subnets_measured = len(tables[t.name].subnets()) - before
 
         _parallel(targets, do_subnets, reports)
 
