@@ -289,12 +289,17 @@ def _env() -> dict:
     return env
 
 
+from device_bench.lifetime import die_with_parent  # noqa: E402
+
+
 def _run_runner(args: list[str], timeout: float | None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(RUNNER_PATH), *args]
     shown = shlex.join(["python3", str(RUNNER_PATH), *args])
     log.debug("running: %s", shown)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout)
+        # the runner dies with this process (a kill -9 of bench leaves no runner behind)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout,
+                              preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
     except subprocess.TimeoutExpired:
         raise RunnerError(f"runner timed out after {timeout:g} s: {shown}", None, shown) from None
     proc.shown = shown  # type: ignore[attr-defined]

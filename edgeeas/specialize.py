@@ -392,7 +392,7 @@ class Specializer:
             if before_rename is not None:
                 before_rename(tmp)
             if dest.exists():
-                old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+                old = dest.parent / f".{dest.name}.{os.getpid()}.old.tmp"  # cleaned if killed here
                 os.rename(dest, old)
                 os.rename(tmp, dest)
                 shutil.rmtree(old, ignore_errors=True)

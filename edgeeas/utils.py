@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import EdgeeasUsageError
 
 __all__ = ["check_output_dir", "check_output_file", "OutputPathError", "atomic_write", "atomic_write_text", "atomic_torch_save", "read_yaml", "save_figure", "sha256_file",
-           "versions", "command_line", "machine", "mkdtemp_beside"]
+           "versions", "command_line", "machine", "mkdtemp_beside", "clean_stale_temps"]
 
 
 @contextmanager
@@ -20,7 +20,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     reader (or a crash) never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    clean_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode open() would
@@ -45,10 +46,51 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+def _temp_prefix(dest: Path) -> str:
+    """``.NAME.PID.``: a temporary beside ``dest`` names the process that made it, so a later
+    run can tell a killed run's leftover (its process is gone) from a live one's."""
+    return f".{Path(dest).name}.{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temps(dest: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders beside ``dest`` (``.NAME.PID.*.tmp``) whose
+    process is gone (a ``kill -9`` leaves them); those of live processes are kept.  Returns
+    what was removed."""
+    import re
+    import shutil
+
+    dest = Path(dest)
+    removed = []
+    if not dest.parent.is_dir():
+        return removed
+    pat = re.compile(rf"^\.{re.escape(dest.name)}\.(\d+)\..*\.tmp$")
+    for p in dest.parent.iterdir():
+        m = pat.match(p.name)
+        if not m or _pid_alive(int(m.group(1))):
+            continue
+        try:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            removed.append(p)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 def mkdtemp_beside(dest: Path) -> Path:
     """A temporary folder beside ``dest`` (same file system, so it can be renamed into place),
     with the mode a plain mkdir would give it."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    clean_stale_temps(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(dest), suffix=".tmp", dir=dest.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)

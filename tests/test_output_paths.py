@@ -104,3 +104,41 @@ def test_regress_keeps_the_measurements_when_the_baseline_cannot_be_written(tmp_
     assert r.exit_code == 2, r.output
     kept = r.output.split("kept in ")[1].split()[0]
     assert json.loads(open(kept).read()) == {"measured": [1.25]}
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_a_killed_runs_hidden_temporaries_are_cleaned(tmp_path):
+    """``specialize`` (folders), atomic writes (files): a temporary of a dead process is removed
+    by the next write beside the same destination; a live process's is kept."""
+    import os
+
+    from edgeeas.utils import atomic_write_text, mkdtemp_beside
+
+    dead, live = _dead_pid(), os.getpid()
+    dest = tmp_path / "3ms"
+    stale_dir = tmp_path / f".3ms.{dead}.abc123.tmp"
+    stale_dir.mkdir()
+    (stale_dir / "model.tflite").write_bytes(b"half")
+    stale_old = tmp_path / f".3ms.{dead}.old.tmp"
+    stale_old.mkdir()
+    mine = tmp_path / f".3ms.{live}.xyz.tmp"
+    mine.mkdir()
+    other = tmp_path / f".4ms.{dead}.abc.tmp"
+    other.mkdir()
+    tmp = mkdtemp_beside(dest)
+    assert tmp.name.startswith(f".3ms.{live}.") and tmp.name.endswith(".tmp")
+    assert not stale_dir.exists() and not stale_old.exists()
+    assert mine.exists() and other.exists()  # a live run's, and another destination's
+    f = tmp_path / "validation.json"
+    stale_file = tmp_path / f".validation.json.{dead}.q.tmp"
+    stale_file.write_text("{")
+    atomic_write_text(f, "{}\n")
+    assert f.read_text() == "{}\n" and not stale_file.exists()

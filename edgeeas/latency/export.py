@@ -153,7 +153,10 @@ def _export_one(space_dict: dict, kind: str, item, path: str) -> str:
     return path
 
 
-def _worker_init() -> None:
+def _worker_init(parent_pid: int | None = None) -> None:
+    from device_bench.lifetime import die_with_parent
+
+    die_with_parent(parent_pid)  # a kill -9 of bench takes its export workers with it
     import torch
 
     torch.set_num_threads(1)  # one conversion per core; intra-op threads would fight each other
@@ -184,7 +187,8 @@ def _export_jobs(space: SearchSpace, jobs: list[tuple[Path, str, object]], progr
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(_export_one, sd, kind, item, path) for path, kind, item in todo]
             pending = set(futures)
             while pending:
