@@ -179,10 +179,11 @@ def run_validation(model: Path, *, target_name: str | None = None, adb_serial: s
     }
     if verdict is not None:
         if verdict.status == "FAIL":
-            result["failures"].append(f"latency exceeds the budget {budget.latency_ms:g} ms: {verdict.describe()}")
+            result["failures"].append(f"latency exceeds the budget {budget.latency_ms:g} ms: "
+                                      f"{verdict.describe(status=False)}")
         elif verdict.status == "INCONCLUSIVE":
-            result["inconclusive"].append(f"latency {verdict.describe()}: too noisy to tell within "
-                                          f"{verdict.passes} passes")
+            result["inconclusive"].append(f"latency cannot be told apart from the budget within {verdict.passes} "
+                                          f"passes (too noisy here): {verdict.describe(status=False)}")
     elif budget is not None and budget.madds is not None:
         madds = tflite_madds(model)
         result["madds"] = madds

@@ -169,13 +169,14 @@ class LatencyVerdict:
         """Plain JSON-able data."""
         return dataclasses.asdict(self)
 
-    def describe(self) -> str:
-        """One line: ``2.910 ms (95 % CI 2.84-3.02 ms, 9 passes, spread 6.1 %) vs budget 3 ms: PASS``."""
+    def describe(self, status: bool = True) -> str:
+        """One line: ``2.910 ms (95 % CI 2.84-3.02 ms, 9 passes, spread 6.1 %) vs budget 3 ms: PASS``
+        (without ``: PASS`` when not ``status``)."""
         ci = (f"{self.confidence * 100:g} % CI {self.ci_low_ms:.3f}-{self.ci_high_ms:.3f} ms"
               if self.ci_low_ms is not None else "no interval yet")
         return (f"{self.value_ms:.3f} ms {self.statistic} ({ci}, {self.passes} passes, pass values "
                 f"{min(self.pass_values_ms):.3f}-{max(self.pass_values_ms):.3f} ms, spread "
-                f"{self.spread * 100:.1f} %) vs budget {self.budget_ms:g} ms: {self.status}")
+                f"{self.spread * 100:.1f} %) vs budget {self.budget_ms:g} ms" + (f": {self.status}" if status else ""))
 
 
 def _quantile(x: Sequence[float], q: float) -> float:
