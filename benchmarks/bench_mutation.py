@@ -66,16 +66,20 @@ MODULES: dict[str, tuple[str, str]] = {
 SKIPPED = {"edgeeas/train.py": "not run: its tests train a supernet (minutes per run), far too slow "
                                "to run once per mutant on this machine"}
 
-# Survivors that are equivalent mutants: (module, operator, the original line stripped) -> why no
-# test can tell them apart (any mutation of that operator on that line).  Filled from the survivors
+# Survivors that are equivalent mutants: (module, enclosing class/function, operator, the original
+# line stripped) -> why no test can tell them apart (any mutation of that operator on that line).  Filled from the survivors
 # of a run; a line that changes no longer matches, so a stale explanation is dropped, not carried.
-EXPLAINED: dict[tuple[str, str, str], str] = {
-    ("cost", "core/NumberReplacer",
+EXPLAINED: dict[tuple[str, str, str, str], str] = {
+    ("cost", "CostTable._extreme_genome", "core/NumberReplacer",
      "g = Genome([0] * S, [[0] * D for _ in range(S)], [[0] * D for _ in range(S)])"):
         "equivalent mutant: CostTable._extreme_genome's starting values are placeholders; the loop that "
         "follows assigns every g.d[s] and every g.e[s][b] and g.k[s][b] (b over all max_depth slots) before "
         "the genome is returned, so no starting number is ever read",
-    ("fit", "core/ReplaceComparisonOperator_Lt_LtE",
+    ("cost", "CostModel.fixed_ms", "core/NumberReplacer", "def fixed_ms(self, num_classes: int = 5) -> float:"):
+        "equivalent mutant: CostModel is a typing.Protocol; its methods are declarations with `...` bodies that "
+        "no code calls (runtime_checkable isinstance checks only that the methods exist), so the default of "
+        "the declaration is never used",
+    ("fit", "fit_predictor", "core/ReplaceComparisonOperator_Lt_LtE",
      "per_kernel = candidates[True][0] < candidates[False][0]"):
         "equivalent except on an exact floating-point tie: the two held-out MAPEs are equal when the "
         "per-kernel model is not eligible (fewer than 8 subnets per coefficient), and then "
@@ -134,6 +138,30 @@ def annotation_spans(source: str) -> list[tuple[int, int, int, int]] | None:
     return spans
 
 
+def qualnames(source: str) -> list[tuple[int, int, str]]:
+    """(first line, last line, qualified name) of every class and function of a module."""
+    import ast
+
+    out = []
+
+    def walk(node, prefix):
+        for n in ast.iter_child_nodes(node):
+            if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                q = f"{prefix}{n.name}"
+                out.append((n.lineno, n.end_lineno, q))
+                walk(n, q + ".")
+            else:
+                walk(n, prefix)
+
+    walk(ast.parse(source), "")
+    return out
+
+
+def qualname_at(names, row: int) -> str:
+    inner = [(l1 - l0, q) for l0, l1, q in names if l0 <= row <= l1]
+    return min(inner)[1] if inner else "<module>"
+
+
 def _inside(spans, row: int, col: int) -> bool:
     return any((l0, c0) <= (row, col) < (l1, c1) for l0, c0, l1, c1 in spans)
 
@@ -185,6 +213,7 @@ def run_module(name: str, sample: int, seed: int, py: str) -> dict:
             f"test-command = {json.dumps(cr_cmd)}\n"
             '[cosmic-ray.distributor]\nname = "local"\n')
         spans = annotation_spans((work / path).read_text())
+        names = qualnames((work / path).read_text())
         cr = [str(Path(py).parent / "cosmic-ray")]
         subprocess.run(cr + ["init", "cr.toml", "s.sqlite"], cwd=work, env=env, check=True, capture_output=True)
         db = sqlite3.connect(work / "s.sqlite")
@@ -224,9 +253,10 @@ def run_module(name: str, sample: int, seed: int, py: str) -> dict:
         else:
             survived += 1
             line, old, new = mutated_line(diff or "")
-            survivors.append({"id": job, "operator": op, "line": line if line is not None else row,
+            where = qualname_at(names, row)
+            survivors.append({"id": job, "operator": op, "line": line if line is not None else row, "in": where,
                               "original": old, "mutated": new})
-            why = EXPLAINED.get((name, op, old)) or (ANNOTATION_WHY if spans and _inside(spans, row, col) else None)
+            why = EXPLAINED.get((name, where, op, old)) or (ANNOTATION_WHY if spans and _inside(spans, row, col) else None)
             if why:
                 explained[job] = why
     done = killed + survived

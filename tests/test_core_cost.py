@@ -255,3 +255,19 @@ def test_load_cost_madds_and_a_target_of_another_space(tmp_path, monkeypatch):
         else:
             with pytest.raises(CostModelError, match="is for search space 't', the supernet uses 't'"):
                 load_cost(T, "tiny")
+
+
+def test_repair_shrinks_a_kernel_when_nothing_else_is_left():
+    c = CostTable(Toy(), T)
+    g = Genome([0, 0], [[0, 0], [0, 0]], [[1, 1], [1, 1]])   # d(1,1), expand 1, kernel 3: 13 + 1013 + 2.5
+    r = c.repair(g, 1027.0)                                   # a kernel 3 -> 1 saves 2
+    assert r == Genome([0, 0], [[0, 0], [0, 0]], [[0, 1], [1, 1]]) and c.genome_cost(r) == 1026.5
+
+
+def test_repair_with_logp_weighs_the_expand_loss():
+    c = CostTable(Toy(), T)
+    logp = _logp()
+    logp[0][:, 1] = 100.0
+    logp[1][:, :, 1] = 100.0        # the generator wants expand 2: an expand move loses 100 for 10 saved
+    r = c.repair(MAX, MAX_COST - 1, logp=logp)   # kernel moves lose nothing: one of them (2 saved) goes
+    assert r.e == MAX.e and r.d == MAX.d and c.genome_cost(r) == MAX_COST - 2
