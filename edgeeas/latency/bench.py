@@ -23,7 +23,7 @@ from .measure import measure_rows, measure_subnets
 from .rows import HEAD_CLASSES, SUBNET_CLASSES, subnet_archs, table_rows
 from .table import LatencyTable
 
-__all__ = ["BenchReport", "bench_targets"]
+__all__ = ["BenchReport", "bench_targets", "table_lock", "TableBusyError"]
 
 
 @dataclass
@@ -72,10 +72,68 @@ def _parallel(targets: list, fn: Callable, reports: dict) -> None:
         th.join()
 
 
-def bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets: int = 100, seed: int = 0,
-                  head_classes: Sequence[int] = HEAD_CLASSES, force: bool = False, progress: bool = False,
-                  log: Callable[[str], None] = lambda m: None, cache_root: Path | None = None,
-                  export_jobs: int | None = None) -> dict[str, BenchReport]:
+class TableBusyError(EdgeeasError):
+    """Another process is measuring into the same target's table."""
+
+
+@contextmanager
+def table_lock(directory: Path, name: str):
+    """Hold the lock of the table in ``directory`` (``.NAME.lock`` beside it: an exclusive
+    ``flock``, released by the kernel even on ``kill -9``), or raise :class:`TableBusyError`
+    naming the holder (pid, host, start time, command) in one line."""
+    import fcntl
+    import json
+    import os
+    import socket
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    path = directory.parent / f".{directory.name}.lock"
+    f = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            try:
+                h = json.loads(f.read() or "{}")
+            except ValueError:
+                h = {}
+            raise TableBusyError(
+                f"target {name}: its table {directory} is being measured by pid {h.get('pid', '?')} on "
+                f"{h.get('host', '?')} since {h.get('since', '?')} (`{h.get('command', '?')}`); wait for it to "
+                f"finish, or stop it and rerun") from None
+        from ..utils import command_line
+
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command_line(),
+                            "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        f.flush()
+        yield path
+    finally:
+        f.close()  # releases the lock
+
+
+def bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, **kwargs) -> dict[str, BenchReport]:
+    """:func:`_bench_targets` holding every target's :func:`table_lock`: two ``bench`` processes
+    on one table would both measure everything and the last one would win ``predictor.json``;
+    the second one stops at once with a one-line :class:`TableBusyError` naming the first."""
+    import contextlib
+
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise EdgeeasUsageError(f"two targets share a name: {names}; give each its own")
+    with contextlib.ExitStack() as stack:
+        for t in targets:
+            stack.enter_context(table_lock(t.directory, t.name))
+        return _bench_targets(targets, space, **kwargs)
+
+
+def _bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets: int = 100, seed: int = 0,
+                   head_classes: Sequence[int] = HEAD_CLASSES, force: bool = False, progress: bool = False,
+                   log: Callable[[str], None] = lambda m: None, cache_root: Path | None = None,
+                   export_jobs: int | None = None) -> dict[str, BenchReport]:
     """Build or resume the latency table of every target (in parallel, one thread each), then
     measure ``subnets`` whole subnets and fit and store each target's predictor.
 
