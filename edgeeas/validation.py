@@ -130,6 +130,11 @@ def run_validation(model: Path, *, target_name: str | None = None, adb_serial: s
 
     target = resolve_target(target_name or manifest.target, adb_serial=adb_serial, targets_file=targets_file,
                             protocol=protocol)
+    if manifest.target and manifest.target != target.name:
+        # the model's budget was judged with its target's figures: only a device of that kind can test it
+        from .targets import TargetStore, check_store_kind
+
+        check_store_kind(TargetStore.named(manifest.target), target.kind, target.describe())
     if protocol is None:  # the target's recorded protocol: the budget was judged with its figures
         protocol = target.store.protocol()
     if threads is not None and threads != protocol.threads:

@@ -191,3 +191,20 @@ def test_validate_with_a_budget_reports_a_noise_aware_verdict(root, tmp_path, da
     assert out["verdict"] == "PASS" and lv["status"] == "PASS" and lv["passes"] == 9 and lv["runs"] == 45
     assert lv["ci_high_ms"] < 10000 and lv["spread"] >= lv["between_spread"]
     assert out["latency_ms"] == pytest.approx(lv["value_ms"], abs=1e-4)
+
+
+def test_a_model_is_validated_only_on_a_device_of_its_targets_kind(root, tmp_path, data_path):
+    """A model specialized against host figures is not judged on a phone, whichever way the phone
+    is selected (here --adb-serial, refused before connecting)."""
+    from testing.tiny_model import build_tiny_model
+
+    write_store(root, "host", HostTarget().fingerprint())
+    folder = tmp_path / "out"
+    folder.mkdir()
+    shutil.copy(build_tiny_model("int8", width=8, num_classes=5), folder / "model.tflite")
+    (folder / "manifest.json").write_text(json.dumps({
+        "arch": "tiny", "classes": [1, 32, 67, 73, 91], "superclasses": ["fish"], "target": "host",
+        "budget": {"kind": "latency_ms", "value": 3}, "input": {"layout": "NHWC", "shape": [1, 32, 32, 3]}}))
+    r = CliRunner().invoke(main, ["validate", str(folder / "model.tflite"), "--adb-serial", "127.0.0.1:9",
+                                  "--images", "5", "--data", str(data_path)])
+    assert r.exit_code == 1 and "holds figures measured on host" in r.output and "127.0.0.1:9" in r.output, r.output
