@@ -37,35 +37,16 @@ def load_deploy_config(path: Path) -> dict:
         ``adb_serial``, else ``$ANDROID_SERIAL``, else the host (:func:`edgeeas.targets.choose_device`).
 
     Raises:
-        EdgeeasUsageError: the file cannot be read.
-        EdgeeasError: not a mapping, an unknown key, or a malformed scenario (the message names it).
+        ConfigError (an EdgeeasUsageError): the file cannot be read, or does not follow
+            :class:`edgeeas.config.DeployConfig` (a wrong type or value, an unknown key, a
+            malformed scenario or budget): one line with the line number.
     """
-    from .utils import read_yaml
+    from .config import DeployConfig, load_config
 
-    path = Path(path)
-    cfg = read_yaml(path, "deploy config", EdgeeasUsageError, "copy deploy.example.yaml to start")
-    if not isinstance(cfg, dict):
-        raise EdgeeasError(f"{path}: expected a mapping with 'target' and 'scenarios', got {type(cfg).__name__}")
-    unknown = sorted(set(cfg) - _DEPLOY_KEYS)
-    if unknown:
-        raise EdgeeasError(f"{path}: unknown key {unknown[0]!r}; expected some of: {', '.join(sorted(_DEPLOY_KEYS))}")
-    scen = cfg.get("scenarios")
-    if not isinstance(scen, list) or not scen:
-        raise EdgeeasError(f"{path}: 'scenarios' must be a non-empty list of {{superclass: NAME, budget: 20ms}}")
-    out = []
-    for i, s in enumerate(scen):
-        if not isinstance(s, dict) or "budget" not in s or not ({"superclass", "superclasses"} & set(s)):
-            raise EdgeeasError(f"{path}: scenario {i + 1} must have 'superclass' (or 'superclasses') and 'budget'")
-        extra = sorted(set(s) - {"superclass", "superclasses", "budget"})
-        if extra:
-            raise EdgeeasError(f"{path}: scenario {i + 1} has unknown key {extra[0]!r}")
-        names = s.get("superclasses", s.get("superclass"))
-        names = [names] if isinstance(names, str) else list(names or [])
-        if not names or not all(isinstance(n, str) for n in names):
-            raise EdgeeasError(f"{path}: scenario {i + 1}: superclasses must be names")
-        out.append({"superclasses": names, "budget": str(s["budget"])})
-    cfg["scenarios"] = out
-    cfg.setdefault("strategy", "generator")
+    # the whole file against its schema, before any work (one line with the line number)
+    c = load_config(DeployConfig, path, "deploy config", "copy deploy.example.yaml to start")
+    cfg = c.model_dump(exclude_none=True)
+    cfg["scenarios"] = [{"superclasses": s.names(), "budget": s.budget} for s in c.scenarios]
     return cfg
 
 
