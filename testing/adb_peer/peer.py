@@ -90,13 +90,13 @@ class AdbPeer:
         for p in (self.sandbox, self.sdcard, self._private_dir):
             if not _SAFE_PATH.fullmatch(str(p)):
                 raise ValueError(f"peer folder {p} has characters that need shell quoting: use a plain path")
-        self._write_tools()
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         sock.listen(16)
         sock.settimeout(0.2)
         self.port = sock.getsockname()[1]
+        self._write_tools()  # after binding: ro.serialno is the real host:port
         self._listener = sock
         self._stopping.clear()
         self._thread = threading.Thread(target=self._accept_loop, daemon=True, name=f"adbpeer-{self.port}")
