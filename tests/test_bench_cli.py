@@ -160,3 +160,34 @@ def test_bad_input_is_one_line(case, tiny_bench, tmp_path):
     elif case == "binary_on_host":
         msg = one_line_error(run(["bench", "--benchmark-binary", str(stem), "--target", "host"], root, tmp_path), 2)
         assert "adb targets only" in msg
+
+
+def test_several_files_one_bad_keeps_the_good_results(tiny_bench, tmp_path):
+    """benchmark_model parity: per-file results; one unloadable file costs only its own result,
+    and the exit status says some failed.  A path with a comma is measured like any other."""
+    import shutil
+
+    root, *_ = tiny_bench
+    model = L.row_model_path(L.model_cache_dir(TINY, root), L.table_rows(TINY)[1])
+    comma = tmp_path / "a,b.tflite"
+    shutil.copy(model, comma)
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"\0\0\0\0TFL3" + b"\x07" * 64)  # the identifier, then nothing a model has
+    r = run(["bench", str(model), str(broken), str(comma), "--passes", "1", "--num-runs", "3",
+             "--warmup-runs", "1"], root, tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"Graph: [{model}]" in r.stdout and f"Graph: [{comma}]" in r.stdout
+    assert f"{broken}: FAILED on host:" in r.stdout
+    assert "1 of 3 measurement(s) failed" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_path_with_a_comma_alone(tiny_bench, tmp_path):
+    import shutil
+
+    root, *_ = tiny_bench
+    model = L.row_model_path(L.model_cache_dir(TINY, root), L.table_rows(TINY)[1])
+    comma = tmp_path / "x,y.tflite"
+    shutil.copy(model, comma)
+    r = run(["bench", str(comma), "--passes", "1", "--num-runs", "3", "--warmup-runs", "1"], root, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"Graph: [{comma}]" in r.stdout

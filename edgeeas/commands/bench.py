@@ -211,16 +211,40 @@ def _bench_files(paths: list[Path], targets: list) -> None:
     from ..latency import BenchReport, _parallel
 
     results, reports = {}, {t.name: BenchReport(t.name) for t in targets}
+    errors: dict[str, dict[str, str]] = {t.name: {} for t in targets}
 
     def run(t, _i):
-        results[t.name] = t.measure_many(paths)
+        # one runner for all the files; if that fails, each file alone, so one bad file
+        # (unloadable, an unresolved custom op) costs only its own result
+        try:
+            results[t.name] = t.measure_many(paths)
+            return
+        except Exception as e:  # noqa: BLE001 -- retried file by file below
+            if len(paths) == 1:
+                raise
+            first = e
+        res = {}
+        for p in paths:
+            try:
+                res.update(t.measure_many([p]))
+            except Exception as e:  # noqa: BLE001 -- reported per file
+                errors[t.name][str(p)] = first_line(e)
+        if not res:  # nothing ran: the target itself failed
+            raise first
+        results[t.name] = res
 
     _parallel(targets, run, reports)
+    n_bad = 0
     for t in targets:
-        if t.name in results:
-            for p in paths:
+        if t.name not in results:
+            continue
+        for p in paths:
+            if str(p) in results[t.name]:
                 for line in _summary(p, results[t.name][str(p)], t):
                     click.echo(line)
+            else:
+                n_bad += 1
+                click.echo(f"{p}: FAILED on {t.name}: {errors[t.name].get(str(p), 'no result')}")
     failed = [r for r in reports.values() if r.error]
     if len(failed) == 1 and len(targets) == 1:
         raise EdgeeasError(failed[0].error)
