@@ -39,7 +39,9 @@ COMMANDS = {
 @click.group(cls=LazyGroup, lazy=COMMANDS,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="edgeeas")
-def main():
+@click.option("-v", "--verbose", "lib_verbose", is_flag=True,
+              help="show what the converter libraries print on stderr (hidden by default: it is not failure)")
+def main(lib_verbose=False):
     """edgeeas: Elastic Architecture Search for phones.
 
     \b
@@ -56,6 +58,8 @@ def main():
       edgeeas validate out/host/vehicles_1/3ms/model.tflite
       edgeeas regress --farm farm.yaml --baseline baseline.json
     """
+    if lib_verbose:  # read by edgeeas.export.quiet_stderr, in this process and its workers
+        os.environ["EDGEEAS_VERBOSE"] = "1"
 
 
 if __name__ == "__main__":  # torchrun -m edgeeas.cli ...

@@ -136,6 +136,67 @@ class _TrainingModeNoise:
         return not str(record.msg).startswith("Your model is converted in training mode")
 
 
+def verbose_requested(verbose: bool | None = None) -> bool:
+    """``verbose`` if given, else ``$EDGEEAS_VERBOSE`` (``edgeeas -v`` sets it)."""
+    if verbose is not None:
+        return bool(verbose)
+    return os.environ.get("EDGEEAS_VERBOSE", "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def quiet_stderr(verbose: bool | None = None) -> Iterator[None]:
+    """Hold back what the converter libraries print on stderr (absl ``W1130`` lines, oneDNN,
+    torchao's ``Failed to load ..._C_mxfp8...so``, pytree and other warnings): it looks like
+    failure and is not.  Captured at the file-descriptor level (the C++ libraries write there),
+    dropped on success, printed (its tail) if the block raises; everything shown when verbose
+    (:func:`verbose_requested`: ``edgeeas -v``)."""
+    import sys
+
+    if verbose_requested(verbose):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded): nothing to redirect
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+        return
+    tmp = tempfile.TemporaryFile(mode="w+b")
+    ok = False
+    try:
+        os.dup2(tmp.fileno(), 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+        ok = True
+    finally:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 2)
+        os.close(saved)
+        if not ok:
+            tmp.seek(0)
+            text = tmp.read().decode(errors="replace")
+            if text.strip():
+                sys.stderr.write(text[-4000:])
+        tmp.close()
+
+
+def _quiet_export(fn):
+    """Run an export function under :func:`quiet_stderr` (its ``verbose`` keyword, if any)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with quiet_stderr(kwargs.get("verbose") or None):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 @contextlib.contextmanager
 def _quiet_litert(verbose: bool) -> Iterator[None]:
     """litert-torch prints a progress tree per conversion step; keep it unless asked."""
@@ -239,6 +300,7 @@ def _info_from_interpreter(interp, path, seconds=0.0, versions=None) -> ExportIn
 # ----------------------------------------------------------------------------- export
 
 
+@_quiet_export
 def export_tflite_int8(module, calib, path, *, nhwc: bool = True, verbose: bool = False,
                        input_chw: tuple[int, int, int] = INPUT_CHW, logits: bool = True) -> ExportInfo:
     """Convert a static eval-mode network to a full-integer int8 TFLite file at ``path``.
@@ -383,6 +445,7 @@ def _check_int8_file(tmp: Path, out_shape, nhwc: bool, input_chw=INPUT_CHW) -> E
     return info
 
 
+@_quiet_export
 def export_tflite_float(module, path, *, input_chw: tuple[int, int, int] = INPUT_CHW, nhwc: bool = True,
                         verbose: bool = False) -> ExportInfo:
     """The float32 TFLite twin of :func:`export_tflite_int8` (NHWC float input, float output),
@@ -421,6 +484,7 @@ def export_tflite_float(module, path, *, input_chw: tuple[int, int, int] = INPUT
     return replace(info, path=str(path), seconds=round(time.perf_counter() - t0, 3), versions=_versions())
 
 
+@_quiet_export
 def export_onnx(module, path, *, opset: int = 17) -> Path:
     """Write ``module`` as one self-contained ONNX file: ``input`` float NCHW ``[N,3,32,32]``
     -> ``logits [N,K]`` (batch dimension dynamic).
