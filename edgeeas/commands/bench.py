@@ -252,6 +252,8 @@ def _bench_files(paths: list[Path], targets: list) -> None:
         for r in failed:
             click.echo(f"{r.target} failed: {r.error}", err=True)
         raise EdgeeasError(f"{len(failed)} of {len(reports)} target(s) failed ({', '.join(r.target for r in failed)})")
+    if n_bad:  # the good files' results are printed above; the exit status says some failed
+        raise EdgeeasError(f"{n_bad} of {len(paths) * len(targets)} measurement(s) failed (see above)")
 
 
 @click.command("latency", cls=OneLineCommand,
