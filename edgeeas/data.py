@@ -156,12 +156,12 @@ def load_dataset(path: str | os.PathLike | None = None, superclasses: str | os.P
         DataError: no dataset, an unreadable one, or a bad grouping (one line, naming the line).
     """
     superclasses = superclasses or getattr(path, "superclasses", None)
+    sp = Path(superclasses) if superclasses else None
+    if sp is not None and not sp.is_file():  # before loading anything
+        raise DataError(f"--superclasses {sp}: no such file; expected a YAML 'superclass: [class, ...]' mapping")
     p = resolve_data_path(path or None).resolve()
     ds = _load_cached(str(p), _stamp(p), _is_tree(p) and superclasses is not None)
-    if superclasses:
-        sp = Path(superclasses)
-        if not sp.is_file():
-            raise DataError(f"--superclasses {sp}: no such file; expected a YAML 'superclass: [class, ...]' mapping")
+    if sp is not None:
         st = sp.stat()
         ds = _regroup_cached(ds, str(sp.resolve()), st.st_mtime_ns, st.st_size)
     return ds

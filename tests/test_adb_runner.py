@@ -109,7 +109,8 @@ def test_pull_cannot_escape_destination(peer, tmp_path):
         # The device refuses paths outside /data/local/tmp and /sdcard with a sync FAIL.
         with pytest.raises(AdbCommandError) as ei:
             dev.pull("/etc/passwd", dest)
-        assert "outside" in one_line(ei.value)
+        assert "outside" in one_line(ei.value) and "/etc/passwd: permission denied" in one_line(ei.value)
+        assert "remote remote" not in one_line(ei.value)
         with pytest.raises(AdbCommandError):
             dev.push(peer.sandbox / "ok.txt", "/etc/edgeeas-should-not-exist")
         assert dev.pull(f"{TMP}/ok.txt", dest, name="renamed.txt").read_text() == "ok"

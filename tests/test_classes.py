@@ -203,3 +203,44 @@ def test_resume_with_other_classes_is_refused(tmp_path, cifar):
                   n_train=4, n_test=2)
     with pytest.raises(TrainError, match="other classes.*shark"):
         train_supernet(load_dataset(other), cfg, resume=True, progress=False, log=lambda m: None)
+
+
+def test_digits_tree_with_a_user_grouping(tmp_path):
+    """scikit-learn's real 8x8 digits as a 32x32 RGB tree: not CIFAR classes, so the shipped head
+    cannot score them (one line naming --init), and transfer keeps no head row but every other tensor."""
+    sklearn = pytest.importorskip("sklearn")  # noqa: F841
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from bench_transfer import GROUPS, make_digits_tree
+
+    from edgeeas.nn.supernet import Supernet
+    from edgeeas.train import _transfer_init
+
+    counts = make_digits_tree(tmp_path / "digits")
+    ds = load_dataset(tmp_path / "digits")
+    assert counts == {"images": 1797, "train": 1258, "test": 539}
+    assert ds.classes == [f"digit_{k}" for k in range(10)] and ds.superclasses == sorted(GROUPS)
+    assert ds.train.images.shape == (1258, 3, 32, 32) and ds.train.images.max() == 255
+    assert [ds.classes[c] for c in ds.classes_of(ds.superclass_id("loops"))] == ["digit_0", "digit_6", "digit_8", "digit_9"]
+    with pytest.raises(ClassMismatchError, match="missing digit_0.*--init"):
+        load_supernet(DEFAULT_SUPERNET, dataset=ds)
+    net = Supernet(DEFAULT_SPACE.with_num_classes(10))
+    info = _transfer_init(net, ds, str(DEFAULT_SUPERNET))
+    assert info["head_rows_kept"] == 0 and net.head.fc.out_features == 10
+    src = load_supernet(DEFAULT_SUPERNET)[0]
+    assert all(torch.equal(v, src.state_dict()[k]) for k, v in net.state_dict().items() if not k.startswith("head.fc"))
+
+
+@pytest.mark.parametrize("cmd", [["specialize", "--superclass", "loops", "--budget", "6M"],
+                                 ["search", "-s", "uniform", "--superclass", "loops", "--budget", "6M"], ["eval"],
+                                 ["train", "supernet", "--out", "never"]])
+def test_every_data_command_takes_superclasses(tmp_path, cmd):
+    """--superclasses comes with --data (commands/_options.py) and does not clash with --superclass."""
+    from edgeeas.cli import main
+
+    r = CliRunner().invoke(main, cmd + ["--superclasses", str(tmp_path / "none.yaml")])
+    assert r.exit_code != 0 and "no such file" in r.output and "none.yaml" in r.output, r.output
+    assert "Traceback" not in r.output
+    assert "--superclasses FILE" in CliRunner().invoke(main, ["validate", "--help"]).output

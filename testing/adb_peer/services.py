@@ -194,7 +194,7 @@ def _sync_send(peer: AdbPeer, stream: Stream, rd: InboundReader, spec: str) -> b
     else:
         mode = int(mode_text) & 0o777 or 0o644
     local = peer.map_path(path)
-    error = None if local is not None else f"remote path {path} is outside {DEVICE_TMP} and {DEVICE_SDCARD}: permission denied"
+    error = None if local is not None else f"{path}: permission denied (outside {DEVICE_TMP} and {DEVICE_SDCARD})"
     fd = None
     written = 0
     with peer.quota_lock:
@@ -268,7 +268,7 @@ def _sync_send(peer: AdbPeer, stream: Stream, rd: InboundReader, spec: str) -> b
 def _sync_recv(peer: AdbPeer, conn: Connection, stream: Stream, path: str) -> None:
     local = peer.map_path(path)
     if local is None:
-        _fail(stream, f"remote path {path} is outside {DEVICE_TMP} and {DEVICE_SDCARD}: permission denied")
+        _fail(stream, f"{path}: permission denied (outside {DEVICE_TMP} and {DEVICE_SDCARD})")
         return
     try:
         f = open(local, "rb")
