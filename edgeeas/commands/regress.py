@@ -79,9 +79,8 @@ def regress(farm_path, baseline_path, update_baseline, out_dir, latency_tol, spr
         for w in res.warnings:
             click.echo(f"WARNING: {w}", err=True)
         click.echo("!" * 78, err=True)
-    for c in res.cases:
-        if c.status in ("fail", "error"):
-            click.echo(f"{c.status.upper()}: {c.message}", err=True)
+    for line in _problem_lines(res.cases):
+        click.echo(line, err=True)
     try:
         paths = write_reports(res, out_dir)
     except OSError as e:
@@ -120,3 +119,14 @@ def _save_elsewhere(res) -> str:
     with open(fd, "w") as f:
         json.dump(res.to_dict() if hasattr(res, "to_dict") else vars(res), f, indent=2, default=str)
     return path
+
+
+def _problem_lines(cases) -> list[str]:
+    """One line per distinct failure: a device that cannot be reached fails every model and
+    metric with the same message, which is said once, with how many checks it cost."""
+    seen: dict[tuple[str, str], int] = {}
+    for c in cases:
+        if c.status in ("fail", "error"):
+            key = (c.status, c.message)
+            seen[key] = seen.get(key, 0) + 1
+    return [f"{status.upper()}: {msg}" + (f" ({n} checks)" if n > 1 else "") for (status, msg), n in seen.items()]
