@@ -142,3 +142,15 @@ def test_a_killed_runs_hidden_temporaries_are_cleaned(tmp_path):
     stale_file.write_text("{")
     atomic_write_text(f, "{}\n")
     assert f.read_text() == "{}\n" and not stale_file.exists()
+
+
+def test_a_device_that_fails_every_check_is_said_once():
+    from edgeeas.commands.regress import _problem_lines
+    from edgeeas.regress.checks import Case
+
+    msg = "placeholder: malformed host:port serial 'HOST:' (expected HOST:PORT)"
+    cases = [Case("placeholder", f"m{i}.tflite", metric, "error", msg) for i in range(4)
+             for metric in ("latency", "accuracy")]
+    cases += [Case("host", "m0.tflite", "latency", "fail", "m0 is 20 % slower"),
+              Case("host", "m1.tflite", "latency", "pass", "")]
+    assert _problem_lines(cases) == [f"ERROR: {msg} (8 checks)", "FAIL: m0 is 20 % slower"]
