@@ -79,6 +79,10 @@ EXPLAINED: dict[tuple[str, str, str, str], str] = {
         "equivalent mutant: CostModel is a typing.Protocol; its methods are declarations with `...` bodies that "
         "no code calls (runtime_checkable isinstance checks only that the methods exist), so the default of "
         "the declaration is never used",
+    ("fit", "_lstsq", "core/ReplaceComparisonOperator_Gt_NotEq", "if n >= 3 and np.ptp(s) > 0:"):
+        "equivalent for finite row sums: np.ptp(s) is max(s) - min(s), never negative, so `> 0` and `!= 0` "
+        "agree; they differ only when a row sum is NaN (the original then falls back to a NaN 'mean offset' "
+        "fit, the mutant to a failing nnls: no usable predictor either way, and no test asserts either)",
     ("fit", "fit_predictor", "core/ReplaceComparisonOperator_Lt_LtE",
      "per_kernel = candidates[True][0] < candidates[False][0]"):
         "equivalent except on an exact floating-point tie: the two held-out MAPEs are equal when the "

@@ -231,3 +231,23 @@ def test_recal_images_defaults_are_2000_images_drawn_with_seed_0():
     got = recal_images(ds)[:, 0, 0, 0]
     want = np.sort(np.random.default_rng(0).choice(2100, size=2000, replace=False))
     assert len(got) == 2000 and np.array_equal(got, want)
+
+
+def test_recalibration_and_prediction_build_no_autograd_graph():
+    grad_modes = []
+
+    class Spy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            grad_modes.append(torch.is_grad_enabled())
+            return self.bn(self.conv(x)).mean((2, 3))
+
+    m = Spy()
+    images = np.random.default_rng(0).integers(0, 256, (4, 3, 2, 2), dtype=np.uint8)
+    recalibrate_bn(m, images)
+    out = predict(m, images)
+    assert grad_modes == [False, False] and not out.requires_grad
+    assert not m.bn.running_mean.requires_grad

@@ -156,6 +156,9 @@ def test_small_fits_fall_back_to_fewer_coefficients():
     same_blocks = [_Sample(0.1 * i, {3: 1.0 + i}, 4, 2.0 + 1.5 * (1.0 + 1.1 * i)) for i in range(9)]
     f = _lstsq(same_blocks)                                  # every subnet 4 blocks: no per-block term
     assert f.method == "relative nnls lstsq intercept+scale" and (f.intercept_ms, f.scale) == pytest.approx((2.0, 1.5))
+    narrow = [_Sample(1.0, {3: 0.1 * i}, 2, 0.5 + 1.2 * (1.0 + 0.1 * i)) for i in range(5)]   # sums 1.0..1.4
+    f = _lstsq(narrow)
+    assert f.method == "relative nnls lstsq intercept+scale" and (f.intercept_ms, f.scale) == pytest.approx((0.5, 1.2))
     two = [_Sample(1.0, {3: 1.0}, 2, 3.5), _Sample(1.0, {3: 2.0}, 2, 4.0)]
     f = _lstsq(two)                                          # (3.5 - 2) and (4 - 3): mean offset 1.25
     assert f.method == "mean offset" and f.intercept_ms == pytest.approx(1.25) and f.scale == 1.0 and f.n == 2
@@ -191,6 +194,8 @@ def test_heldout_predictions_come_from_the_other_folds():
 
 def test_error_stats_by_hand():
     assert _error_stats([]) == {"n": 0}
+    assert _error_stats([5.5, -10.5, 4.0, 9.0]) == {"n": 4, "mape_pct": 7.25, "median_ape_pct": 7.25,
+                                                   "max_ape_pct": 10.5, "within_5_pct": 0.25, "within_10_pct": 0.75}
     assert _error_stats([-5, 10, 2, -20]) == {"n": 4, "mape_pct": 9.25, "median_ape_pct": 7.5, "max_ape_pct": 20.0,
                                               "within_5_pct": 0.5, "within_10_pct": 0.75}
 
@@ -241,6 +246,14 @@ def test_fit_predictor_on_a_synthetic_table(tmp_path):
     big = next(p for p in per if p["arch"] == "d2-k77-e11" and p["num_classes"] == 100)
     assert big["measured_ms"] == pytest.approx(12.96) and big["rows_sum_ms"] == pytest.approx(10.3)
     assert out["errors"]["raw_sum"]["n"] == 12
+    raw = []   # the plain sum of rows against the 'measurement', computed here from the truth
+    for a in archs:
+        for nc in (5, 100):
+            arch = P.parse(a)
+            rs = rows["stem"] + rows[f"head_k{nc}"] + sum(rows[s.key] for s in P.block_specs(arch))
+            raw.append(abs(100 * (rs - (0.5 + 1.2 * rs + 0.05 * sum(arch.depths))) / (0.5 + 1.2 * rs + 0.05 * sum(arch.depths))))
+    assert out["errors"]["raw_sum"]["mape_pct"] == pytest.approx(sum(raw) / 12, abs=1e-3)
+    assert out["errors"]["raw_sum"]["max_ape_pct"] == pytest.approx(max(raw), abs=1e-3)
     assert set(out["model_selection_heldout_mape_pct"]) == {"shared_scale", "per_kernel"}
     p = LatencyPredictor.load(tmp_path)
     assert p.predict("d2-k77-e11", 100) == pytest.approx(12.96)
