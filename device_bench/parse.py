@@ -133,6 +133,24 @@ def _timings(line_rest: str, old: bool) -> dict:
     return out
 
 
+_SUMMARY_RE = re.compile(r"(?:Average )?[Ii]nference timings in us:")
+_START_RE = re.compile(r"STARTING!")
+
+
+def _last_run(lines: list[str]) -> list[str]:
+    """The lines of the last run in ``lines``: a paste of two runs (two summary lines, or a run
+    that died and a rerun, each starting with ``STARTING!``) is never read as one; figures
+    come from one run only.  A run ends at its summary line (lines after it, such as the
+    memory footprint, still belong to it)."""
+    summaries = [i for i, ln in enumerate(lines) if _SUMMARY_RE.search(ln)]
+    end = summaries[-1] if summaries else len(lines) - 1
+    start = summaries[-2] + 1 if len(summaries) >= 2 else 0
+    starts = [i for i, ln in enumerate(lines[:end + 1]) if _START_RE.search(ln) and i >= start]
+    if starts:
+        start = starts[-1]
+    return lines[start:]
+
+
 def parse_benchmark_output(text: str) -> BenchmarkResult:
     """Parse ONE benchmark block (official binary or edgeeas runner).
 
@@ -144,6 +162,7 @@ def parse_benchmark_output(text: str) -> BenchmarkResult:
     lines = text.splitlines()
     res = BenchmarkResult()
     res.raw_tail = "\n".join(l for l in lines[-_RAW_TAIL_LINES:])
+    lines = _last_run(lines)
     count_lines: list[tuple[int, dict]] = []
     timings_idx = None
     for i, line in enumerate(lines):
@@ -212,7 +231,11 @@ def parse_benchmark_output(text: str) -> BenchmarkResult:
         res.std_us = measured.get("std")
         res.median_us = measured.get("median")
         if res.first_us is None and len(count_lines) >= 2:
-            res.first_us = count_lines[-2][1].get("first")
+            warm = count_lines[-2][1]
+            res.first_us = warm.get("first")
+            if res.first_us is None and warm.get("count") == 1:
+                # old format: the single warm-up run prints ``count=1 curr=X`` (or avg=X)
+                res.first_us = warm.get("curr", warm.get("avg"))
 
     if res.runs_us is not None:
         runs = res.runs_us

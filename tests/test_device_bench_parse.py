@@ -235,3 +235,40 @@ def test_raw_tail_is_the_last_20_lines():
     r = parse_benchmark_output("\n".join(lines))
     assert r.raw_tail.splitlines() == lines[-20:]
     assert r.raw_tail.splitlines()[0] == "line 11"
+
+
+# ---- one run per paste (issue 13, item 4) ----------------------------------------------------------
+RUN_A = """STARTING!
+Graph: [/data/local/tmp/a.tflite]
+count=1 first=9000 curr=9000 min=9000 max=9000 avg=9000 std=0
+count=50 first=5000 curr=5000 min=4000 max=6000 avg=5000 std=100
+Inference timings in us: Init: 7000, First inference: 9000, Warmup (avg): 9000, Inference (avg): 5000
+"""
+RUN_B = """STARTING!
+Graph: [/data/local/tmp/b.tflite]
+count=1 first=3000 curr=3000 min=3000 max=3000 avg=3000 std=0
+count=20 first=1000 curr=1000 min=900 max=1200 avg=1000 std=50
+Inference timings in us: Init: 2000, First inference: 3000, Warmup (avg): 3000, Inference (avg): 1000
+"""
+
+
+def test_two_pasted_runs_are_never_combined():
+    for text in (RUN_A + RUN_B, RUN_A + "Peak memory footprint (MB): init=1 overall=2\n" + RUN_B):
+        r = parse_benchmark_output(text)
+        assert (r.graph, r.count, r.avg_us, r.init_us, r.first_us) == ("/data/local/tmp/b.tflite", 20, 1000, 2000, 3000)
+
+
+def test_a_dead_run_then_a_rerun_reads_the_rerun_only():
+    dead = "STARTING!\nGraph: [/x/a.tflite]\ncount=1 first=9000 curr=9000 min=9000 max=9000 avg=9000 std=0\n"
+    rerun = "STARTING!\nGraph: [/x/b.tflite]\ncount=20 first=1000 curr=1000 min=900 max=1200 avg=1000 std=50\n" \
+            "Inference timings in us: Init: 2000, Inference (avg): 1000\n"
+    r = parse_benchmark_output(dead + rerun)
+    assert r.graph == "/x/b.tflite" and r.count == 20 and r.first_us is None  # not the dead run's 9000
+
+
+def test_first_inference_from_old_format_warmup_lines():
+    old = ("count=1 curr=12345\n"
+           "count=50 curr=1100 min=1000 max=1500 avg=1200 std=40\n"
+           "Average inference timings in us: Warmup: 12345, Init: 5000, no stats: 1200\n")
+    r = parse_benchmark_output(old)
+    assert r.first_us == 12345 and r.avg_us == 1200 and r.count == 50 and r.init_us == 5000
