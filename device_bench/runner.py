@@ -38,6 +38,7 @@ interpreter failure, eval input of the wrong shape or dtype).
 import argparse
 import gc
 import math
+import re
 import os
 import sys
 import time
@@ -103,6 +104,9 @@ def _build_parser():
     p.add_argument("--interpreter", choices=("auto",) + _INTERPRETERS, default="auto",
                    help="interpreter module to use (edgeeas extension)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--input_layer", help="input names, comma-separated (accepted, as benchmark_model; inputs are "
+                   "taken in order)")
+    p.add_argument("--input_layer_shape", help="input shapes: 1,224,224,3:1,20 (for dynamic dimensions)")
     p.add_argument("--eval_input", help=".npy of N rows of the model input")
     p.add_argument("--eval_output", help=".npy to write the N raw outputs to")
     return p
@@ -210,12 +214,61 @@ def _make_interpreter(Interpreter, graph, args):
         kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
         interp = Interpreter(**kwargs)
-        interp.allocate_tensors()
     except Exception as e:
-        msg = " ".join(str(e).split()) or type(e).__name__
-        raise RunError(f"cannot load {graph} as a TFLite model: {msg[:300]} "
-                       "(expected a valid .tflite flatbuffer)") from None
+        raise RunError(_load_error(graph, e, stage="load")) from None
+    shapes = _input_shapes(args)
+    try:
+        if shapes:
+            details = interp.get_input_details()
+            if len(shapes) > len(details):
+                raise RunError(f"--input_layer_shape gives {len(shapes)} shapes but {graph} has "
+                               f"{len(details)} input(s)")
+            for d, shape in zip(details, shapes):
+                interp.resize_tensor_input(d["index"], shape, strict=False)
+        interp.allocate_tensors()
+    except RunError:
+        raise
+    except Exception as e:
+        raise RunError(_load_error(graph, e, stage="prepare")) from None
+    dynamic = [d["name"] for d in interp.get_input_details()
+               if any(int(v) < 0 for v in d.get("shape_signature", d["shape"])) and not shapes]
+    if dynamic and any(0 in [int(v) for v in d["shape"]] for d in interp.get_input_details()):
+        raise RunError(f"{graph} has inputs with dynamic dimensions ({', '.join(dynamic)}): give their shapes "
+                       f"with --input_layer_shape=1,224,224,3 (':' between inputs), as benchmark_model takes")
     return interp
+
+
+def _input_shapes(args) -> list[list[int]]:
+    """``--input_layer_shape=1,224,224,3:1,20`` (benchmark_model's form) as lists of ints."""
+    text = getattr(args, "input_layer_shape", None)
+    if not text:
+        return []
+    try:
+        return [[int(v) for v in part.split(",")] for part in text.split(":")]
+    except ValueError:
+        raise UsageError(f"--input_layer_shape {text!r}: expected comma-separated sizes, ':' between "
+                         f"inputs, e.g. 1,224,224,3:1,20") from None
+
+
+def _load_error(graph, e: BaseException, stage: str) -> str:
+    """One accurate line for a model the interpreter cannot load (``stage="load"``: not a valid
+    flatbuffer) or cannot prepare (``"prepare"``: a valid model with an operator this interpreter
+    lacks, or a bad shape).  A message the interpreter repeats is said once."""
+    parts = []
+    for piece in re.split(r"[\n\r]+", str(e)):
+        piece = " ".join(piece.split())
+        if piece and piece not in parts:
+            parts.append(piece)
+    msg = "; ".join(parts)[:300] or type(e).__name__
+    custom = re.search(r"custom op(?:erator)?\s*[:']?\s*'?([\w.-]+)?", msg, re.I)
+    if custom or "unresolved" in msg.lower() or "didn't find op" in msg.lower():
+        op = (custom.group(1) or "").rstrip(".") if custom else ""
+        name = f" {op!r}" if op else ""
+        return (f"{graph} is a valid TFLite model, but uses an operator{name} this interpreter does not "
+                f"have ({msg}); run it with a benchmark_model built with that op")
+    if stage == "prepare":
+        return f"{graph} is a valid TFLite model, but the interpreter cannot prepare it: {msg}"
+    return f"cannot load {graph} as a TFLite model: {msg} (expected a valid .tflite flatbuffer)"
 
 
 def _random_fill(interp, rng):

@@ -272,3 +272,39 @@ def test_first_inference_from_old_format_warmup_lines():
            "Average inference timings in us: Warmup: 12345, Init: 5000, no stats: 1200\n")
     r = parse_benchmark_output(old)
     assert r.first_us == 12345 and r.avg_us == 1200 and r.count == 50 and r.init_us == 5000
+
+
+# ---- the runner's load errors say what is wrong, once (issue 13, item 4) --------------------------
+def _runner():
+    import importlib.util
+
+    from device_bench import RUNNER_PATH
+
+    spec = importlib.util.spec_from_file_location("edgeeas_runner_under_test", RUNNER_PATH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_an_unresolved_custom_op_is_not_called_an_invalid_flatbuffer():
+    r = _runner()
+    err = RuntimeError("Encountered unresolved custom op: MyOp.\nSee instructions: https://x\n"
+                       "Encountered unresolved custom op: MyOp.\nNode number 0 (MyOp) failed to prepare.")
+    msg = r._load_error("m.tflite", err, stage="prepare")
+    assert "valid TFLite model" in msg and "'MyOp'" in msg and "flatbuffer" not in msg
+    assert msg.count("Encountered unresolved custom op: MyOp.") == 1 and "\n" not in msg
+    bad = r._load_error("x.tflite", ValueError("Model provided has model identifier 'abcd', should be 'TFL3'"),
+                        stage="load")
+    assert "expected a valid .tflite flatbuffer" in bad
+
+
+def test_input_layer_shape_is_benchmark_models_form():
+    import argparse
+
+    import pytest
+
+    r = _runner()
+    args = r._build_parser().parse_args(["--graph", "m.tflite", "--input_layer_shape", "1,224,224,3:1,20"])
+    assert r._input_shapes(args) == [[1, 224, 224, 3], [1, 20]]
+    with pytest.raises(r.UsageError, match="comma-separated sizes"):
+        r._input_shapes(argparse.Namespace(input_layer_shape="1,a"))

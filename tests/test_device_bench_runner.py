@@ -65,7 +65,7 @@ def assert_one_line_error(proc, code, *needles):
 
 
 def test_runner_imports_only_stdlib_numpy_and_interpreters():
-    allowed = {"argparse", "gc", "math", "os", "sys", "time", "resource", "numpy",
+    allowed = {"argparse", "gc", "math", "os", "re", "sys", "time", "resource", "numpy",
                "ai_edge_litert", "tflite_runtime", "tensorflow"}
     tree = ast.parse(RUNNER.read_text())
     names = set()
