@@ -93,3 +93,26 @@ def test_classes_left_out_are_named_five_at_most(tmp_path, n_left, more):
     named = ", ".join(f"c{i}" for i in range(min(n_left, 5)))
     assert str(e.value) == f"{y} leaves out classes: {named}{more}; every class needs a superclass"
     assert load_grouping(y, classes) == (["g"], {f"c{n_left}": "g", f"c{n_left + 1}": "g"})
+
+
+def _write(d, name, obj):
+    (d / name).write_bytes(pickle.dumps(obj, protocol=2))
+
+
+def test_a_class_without_any_image_is_refused(tmp_path):
+    with pytest.raises(DataError, match=r"fine classes \[99\] have no image"):
+        _load_cifar100(_cifar_folder(tmp_path, list(range(99)), list(range(10))))
+
+
+def test_wrong_class_counts_and_shapes_are_refused(tmp_path):
+    d = _cifar_folder(tmp_path, list(range(100)), [0, 1])
+    good_meta = pickle.loads((d / "meta").read_bytes())
+    _write(d, "meta", {**good_meta, b"fine_label_names": good_meta[b"fine_label_names"] + [b"extra"]})
+    with pytest.raises(DataError, match="101 fine and 20 coarse classes, expected 100 and 20"):
+        _load_cifar100(d)
+    _write(d, "meta", good_meta)
+    test = {b"fine_labels": [0, 1], b"coarse_labels": [0, 0]}
+    for data in ([[[0]] * 3072] * 2, [[0] * 3000] * 2, [[0] * 3073] * 2):   # N x 3072 x 1, N x 3000, N x 3073
+        _write(d, "test", {**test, b"data": data})
+        with pytest.raises(DataError, match="test data has shape"):
+            _load_cifar100(d)
