@@ -251,12 +251,16 @@ class Specializer:
         m = self.net_meta or {}
         if not hasattr(self, "_net_sha"):
             self._net_sha = sha256_file(self.supernet_path)
-        return {"path": str(self.supernet_path), "sha256": self._net_sha, "fingerprint": self.net_fp,
+        from .utils import portable_path
+
+        return {"path": portable_path(self.supernet_path), "sha256": self._net_sha, "fingerprint": self.net_fp,
                 "epochs_done": m.get("epochs_done"), "command": m.get("command")}
 
     def dataset_identity(self) -> dict:
         """What the manifest records of the dataset: name, source and content fingerprint."""
-        return {"name": self.ds.name, "source": self.ds.source, "fingerprint": self.ds.fingerprint}
+        from .utils import portable_path
+
+        return {"name": self.ds.name, "source": portable_path(self.ds.source), "fingerprint": self.ds.fingerprint}
 
     # ---- cost models -------------------------------------------------------------------------
     def kind(self, budget) -> _CostKind:

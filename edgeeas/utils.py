@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import EdgeeasUsageError
 
-__all__ = ["check_output_dir", "check_output_file", "OutputPathError", "atomic_write", "atomic_write_text", "atomic_torch_save", "read_yaml", "save_figure", "sha256_file",
+__all__ = ["portable_path", "check_output_dir", "check_output_file", "OutputPathError", "atomic_write", "atomic_write_text", "atomic_torch_save", "read_yaml", "save_figure", "sha256_file",
            "versions", "command_line", "machine", "mkdtemp_beside", "clean_stale_temps"]
 
 
@@ -215,4 +215,22 @@ def check_output_file(path: str | os.PathLike, what: str = "output file") -> Pat
             raise OutputPathError(f"cannot write the {what} {p}: {part} is a file, not a folder")
     check_output_dir(p.parent, f"folder of the {what}")
     return p
+
+
+def portable_path(path: str | os.PathLike | None) -> str | None:
+    """``path`` as a record should keep it: relative to the working folder when it lies under
+    it, else relative to the project (the folder holding the ``edgeeas`` package), else as
+    given; never this machine's absolute prefix for files of the project or the run."""
+    if path is None or str(path) == "":
+        return None if path is None else ""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        for cand in (p, p.resolve()):
+            try:
+                return cand.relative_to(base.resolve() if cand is not p else base).as_posix()
+            except ValueError:
+                continue
+    return p.as_posix()
 
