@@ -154,3 +154,18 @@ def test_a_device_that_fails_every_check_is_said_once():
     cases += [Case("host", "m0.tflite", "latency", "fail", "m0 is 20 % slower"),
               Case("host", "m1.tflite", "latency", "pass", "")]
     assert _problem_lines(cases) == [f"ERROR: {msg} (8 checks)", "FAIL: m0 is 20 % slower"]
+
+
+def test_records_keep_paths_relative_to_the_project(tmp_path, monkeypatch):
+    """Manifests record the supernet and the dataset without this machine's absolute prefix."""
+    from pathlib import Path
+
+    from edgeeas.utils import portable_path
+
+    project = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    assert portable_path(project / "runs" / "default" / "supernet.pt") == "runs/default/supernet.pt"
+    assert portable_path(tmp_path / "data" / "x.tar.gz") == "data/x.tar.gz"  # under the working folder
+    assert portable_path("runs/mine") == "runs/mine"
+    assert portable_path("/elsewhere/cifar") == "/elsewhere/cifar"  # outside both: as given
+    assert portable_path(None) is None
