@@ -233,4 +233,3 @@ def portable_path(path: str | os.PathLike | None) -> str | None:
             except ValueError:
                 continue
     return p.as_posix()
-
