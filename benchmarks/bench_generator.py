@@ -196,8 +196,11 @@ def part_signal(args) -> None:
         "residual_to_noise_variance_ratio": round(resid_var / noise_var, 3),
         "distinct_best_subnets_in_middle_third_by_madds": len(set(best)),
         "largest_minus_smallest_points": round(float(A[1].mean() - A[0].mean()), 2),
-        "note": "two-way decomposition of held-out accuracy (subnet x superclass); a residual-to-noise ratio "
-                "near 1 means superclass-specific architecture preferences are below the measurement noise",
+        "note": "two-way decomposition of held-out accuracy (subnet x superclass). The binomial noise is that of "
+                "independent samples; every subnet is measured on the same images, so the noise between subnets is "
+                "smaller and the ratio is not a signal-to-noise test (a split-half estimate is still to do). What it "
+                "does show: the subnet effect (how much the subnet matters at all) against the superclass-specific "
+                "residual",
     }, args)
 
 
