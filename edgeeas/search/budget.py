@@ -31,7 +31,7 @@ class BudgetError(EdgeeasUsageError):
 
 
 class InfeasibleBudget(EdgeeasUsageError):
-    """A budget no architecture of the space can meet (or that every one meets)."""
+    """A budget no architecture of the space can meet."""
 
 
 @dataclass(frozen=True)
