@@ -255,7 +255,12 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
         raise TrainError(f"{out} already holds a run (supernet.pt or last.pt); pass --resume to continue it, "
                          f"or choose a fresh --out")
     if resume and cfg.init_from:
-        raise TrainError("--init-from starts a new run; to continue this one use --resume alone")
+        # A resumed fork may repeat its --init-from (make pretrain-ablation does): it must be the
+        # checkpoint the run was forked from; the run continues from its own last.pt.
+        started = (load_raw(last)["meta"].get("config") or {}).get("init_from", "")
+        if str(Path(started)) != str(Path(cfg.init_from)):
+            raise TrainError(f"{out} was started from {started or 'scratch'}, not --init-from {cfg.init_from}; "
+                             f"to continue it use --resume alone")
     if cfg.init and cfg.init_from:
         raise TrainError("give --init (a trained supernet's weights, new optimizer and schedule) or --init-from "
                          "(fork a resumable checkpoint), not both")
@@ -301,7 +306,7 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
         epoch, step_in_epoch = int(ck["epoch"]), int(ck["step"])
         history = json.loads(ck.get("history", "[]"))
         partial = json.loads(ck.get("partial_epoch", "{}"))  # the interrupted epoch's running totals
-        if cfg.init_from and step_in_epoch:
+        if cfg.init_from and not resume and step_in_epoch:
             raise TrainError(f"{cfg.init_from} was saved mid-epoch; --init-from takes an end-of-epoch checkpoint "
                              f"(epochNN.pt)")
         if ck["meta"].get("config", {}).get("epochs") != cfg.epochs:

@@ -256,3 +256,18 @@ def test_dataset_class_count_must_match(tmp_path):
     assert load_raw(path)["space"]["num_classes"] == 2
     with pytest.raises(TrainError, match="2 classes but search space"):
         train_supernet(load_dataset(tmp_path), _cfg(tmp_path / "o2"), space=DEFAULT_SPACE, progress=False)
+
+
+def test_a_fork_resumes_with_its_own_init_from_and_refuses_another(cifar, tmp_path):
+    """make pretrain-ablation repeats --init-from on resume: the same fork point continues, another is refused."""
+    train_supernet(cifar, _cfg(tmp_path / "base", epochs=2, max_steps=25, keep_epochs=(1,)), progress=False,
+                   log=lambda m: None)
+    fork = str(tmp_path / "base" / "epoch01.pt")
+    train_supernet(cifar, _cfg(tmp_path / "fork", epochs=2, max_steps=27, init_from=fork, superclass_dropout=0.0),
+                   progress=False, log=lambda m: None)
+    train_supernet(cifar, _cfg(tmp_path / "fork", epochs=2, max_steps=29, init_from=fork, superclass_dropout=0.0),
+                   resume=True, progress=False, log=lambda m: None)
+    assert load_raw(tmp_path / "fork" / "last.pt")["step"] == 4   # 25 steps an epoch: epoch 2, step 4
+    with pytest.raises(TrainError, match="was started from"):
+        train_supernet(cifar, _cfg(tmp_path / "fork", epochs=2, max_steps=30,
+                                   init_from=str(tmp_path / "base" / "last.pt")), resume=True, progress=False)
