@@ -433,7 +433,8 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
             tot = global_totals()
             if rank == 0:
                 secs = tot["seconds"]
-                row = {"epoch": epoch + 1, "steps": tot["n_steps"], "lr": round(opt.param_groups[0]["lr"], 6),
+                row = {"epoch": epoch + 1, "steps": tot["n_steps"], "images": int(tot["seen"]),
+                       "lr": round(opt.param_groups[0]["lr"], 6),
                        "train_loss": round(tot["loss_sum"] / max(1, tot["loss_count"]), 4),
                        "train_acc_largest_kept": round(100 * tot["correct_sum"] / max(1, tot["seen"]), 2),
                        "images_per_s": round(tot["seen"] / max(secs, 1e-9), 1), "seconds": round(secs, 1)}

@@ -162,8 +162,7 @@ def test_torchrun_two_cpu_processes_resume_bit_identically(data_path, tmp_path):
     for run in ("straight", "resumed"):
         (row,) = list(csv.DictReader(open(tmp_path / run / "summary.csv")))
         assert row["steps"] == "4"
-        seen = float(row["images_per_s"]) * float(row["seconds"])
-        assert seen == pytest.approx(4 * 8 * 2, rel=0.05)  # both ranks' images, not rank 0's alone
+        assert int(row["images"]) == 4 * 8 * 2  # both ranks' images, not rank 0's alone
 
 
 def test_dropped_superclasses_do_not_reach_the_loss(cifar):
