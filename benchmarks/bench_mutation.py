@@ -266,7 +266,7 @@ def run_module(name: str, sample: int, seed: int, py: str) -> dict:
     done = killed + survived
     return {
         "module": path,
-        "command": command,
+        "command": command.replace(py, ".venv/bin/python") if py.endswith(".venv/bin/python") else command,
         "test_files": [a for a in test_args.split() if a.startswith("tests/")],
         "unmutated_test_run_s": round(base_s, 1),
         "timeout_s": round(timeout),

@@ -80,7 +80,9 @@ def train(tree: Path, out: Path, init: str, steps: int, args) -> dict:
     secs = time.time() - t
     import csv
     rows = list(csv.DictReader((out / "summary.csv").open()))
-    return {"init": init or None, "steps": steps, "epochs": cfg.epochs, "batch_size": args.batch_size, "lr": args.lr,
+    from edgeeas.utils import portable_path
+
+    return {"init": portable_path(init) if init else None, "steps": steps, "epochs": cfg.epochs, "batch_size": args.batch_size, "lr": args.lr,
             "seconds": round(secs, 1), "last_epoch": rows[-1] if rows else {}}
 
 
