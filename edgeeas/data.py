@@ -316,15 +316,10 @@ def _yaml_groups(path: Path) -> list[_Group]:
     error naming both lines."""
     import yaml
 
+    from .utils import read_yaml
+
     hint = "expected a mapping 'superclass: [class, ...]' (or 'class: superclass')"
-    try:
-        node = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
-    except OSError as e:
-        raise DataError(f"superclass map {path}: cannot read ({e.strerror or e}); {hint}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise DataError(f"superclass map {path}: not readable YAML{at}; {hint}") from None
+    node = read_yaml(path, "superclass map", DataError, hint, compose=True)
     if not isinstance(node, yaml.MappingNode) or not node.value:
         raise DataError(f"{path}: {hint}")
     groups: dict[str, _Group] = {}

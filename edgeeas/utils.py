@@ -106,17 +106,52 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
         torch.save(obj, f)
 
 
-def read_yaml(path: str | os.PathLike, what: str, error: type[Exception], hint: str = ""):
-    """``yaml.safe_load`` of a user's file; an unreadable file or bad YAML raises ``error`` with one
-    line naming the file, the line of the mistake and ``hint`` (the expected form)."""
+def _strict_loader():
+    """A ``yaml.SafeLoader`` that refuses a mapping with the same key twice (plain YAML keeps the
+    last value silently), raising :class:`_DuplicateKey` with both lines."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: let PyYAML report it
+                    break
+                if first is not None:
+                    raise _DuplicateKey(key, first, key_node.start_mark.line + 1)
+                seen[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
+    return StrictLoader
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, first: int, line: int):
+        super().__init__(key)
+        self.key, self.first, self.line = key, first, line
+
+
+def read_yaml(path: str | os.PathLike, what: str, error: type[Exception], hint: str = "", *, compose: bool = False):
+    """A user's YAML file, loaded safely; an unreadable file, bad YAML or a key given twice in one
+    mapping raises ``error`` with one line naming the file, the line of the mistake and ``hint``
+    (the expected form).  ``compose=True`` returns the node tree (``yaml.compose``: every key and
+    item with its line) instead of Python values."""
     import yaml
 
     path = Path(path)
     tail = f"; {hint}" if hint else ""
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text()
+        loader = _strict_loader()
+        doc = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.compose(text, Loader=yaml.SafeLoader) if compose else doc
     except OSError as e:
         raise error(f"{what} {path}: cannot read ({e.strerror or e}){tail}") from None
+    except _DuplicateKey as e:
+        raise error(f"{what} {path} line {e.line}: key {e.key!r} is given twice (first at line {e.first}); "
+                    f"each key may appear once{tail}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""

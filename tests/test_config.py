@@ -33,7 +33,9 @@ def test_the_example_is_valid():
 ])
 def test_a_bad_value_is_one_line_with_its_line(tmp_path, line, field, words):
     f = tmp_path / "deploy.yaml"
-    text = EXAMPLE.replace("scenarios:", f"{line}\nscenarios:")
+    key = line.split(":")[0]
+    base = "\n".join(x for x in EXAMPLE.splitlines() if not x.startswith(f"{key}:")) + "\n"  # a key given once
+    text = base.replace("scenarios:", f"{line}\nscenarios:")
     f.write_text(text)
     n = text.splitlines().index(line) + 1
     with pytest.raises(ConfigError) as e:
