@@ -123,11 +123,16 @@ def default_generator_path(supernet: str | os.PathLike, cost_name: str) -> Path:
 
 
 def save_supernet(path: str | os.PathLike, supernet, meta: dict, **extra) -> None:
+    """Write ``supernet`` (its space, state dict and ``meta``: config, classes, history) atomically."""
     atomic_torch_save({"format": FORMAT, "space": supernet.space.to_dict(),
                        "state_dict": supernet.state_dict(), "meta": meta, **extra}, path)
 
 
 def load_raw(path: str | os.PathLike) -> dict:
+    """The checkpoint's dict, read with ``weights_only=True`` (it can never run code).
+
+    Raises:
+        CheckpointError: no file, an unreadable file, or another format (one line)."""
     import torch
 
     path = Path(path)

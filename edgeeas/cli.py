@@ -58,7 +58,7 @@ def main(lib_verbose=False):
       edgeeas validate out/host/vehicles_1/3ms/model.tflite
       edgeeas regress --farm farm.yaml --baseline baseline.json
     """
-    if lib_verbose:  # read by edgeeas.export.quiet_stderr, in this process and its workers
+    if lib_verbose:  # read by edgeeas.quiet.quiet_stderr, in this process and its workers
         os.environ["EDGEEAS_VERBOSE"] = "1"
 
 

@@ -51,6 +51,7 @@ class DeployScenario(_Strict):
         return self
 
     def names(self) -> list[str]:
+        """The scenario's superclass names (one or several)."""
         return [self.superclass] if self.superclass is not None else list(self.superclasses)
 
 

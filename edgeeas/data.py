@@ -90,12 +90,20 @@ class DataSource(str):
 
 @dataclass
 class Split:
+    """One split of a dataset: ``images`` uint8 (N, 3, H, W) and ``labels`` int64 (N,) fine-class ids."""
+
     images: np.ndarray  # uint8 [N, 3, H, W]
     labels: np.ndarray  # int64 [N] fine-class ids
 
 
 @dataclass(eq=False)
 class Dataset:
+    """Images, fine labels and the superclass map, all in memory (uint8 NCHW).
+
+    ``classes[i]`` names fine class ``i``; ``class_to_super[i]`` is its superclass id;
+    ``fingerprint`` hashes every image's bytes, the labels, the names and the grouping (so any
+    change of content invalidates what was keyed by it)."""
+
     name: str
     classes: list[str]            # fine-class names, index = fine-class id
     superclasses: list[str]       # superclass names, index = superclass id
@@ -108,10 +116,12 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
+        """Fine classes (the rows a full head needs)."""
         return len(self.classes)
 
     @property
     def num_superclasses(self) -> int:
+        """Superclasses (groups of fine classes)."""
         return len(self.superclasses)
 
     def classes_of(self, superclass: int) -> list[int]:
@@ -121,6 +131,7 @@ class Dataset:
         return self._members[superclass]
 
     def superclass_id(self, name: str) -> int:
+        """The id of superclass ``name``; an unknown name is a one-line error listing the known ones."""
         try:
             return self.superclasses.index(name)
         except ValueError:

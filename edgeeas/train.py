@@ -52,6 +52,10 @@ class TrainError(EdgeeasError):
 
 @dataclass
 class TrainConfig:
+    """Everything that defines a supernet run (written to ``args.yaml``); ``lr`` is the peak of a
+    cosine schedule after ``warmup_epochs`` of linear warm-up, per SGD step of ``batch_size`` images
+    per process; ``superclass_dropout`` is the probability of dropping each superclass at a step."""
+
     out: str = "runs/default"
     epochs: int = 30
     batch_size: int = 128
@@ -76,6 +80,7 @@ class TrainConfig:
     init: str = ""                  # transfer: start from a trained supernet's weights (run dir or .pt), new head
 
     def steps_per_epoch(self, n_train: int, world: int) -> int:
+        """Steps in one pass over ``n_train`` images with ``world`` processes (at least 1)."""
         return max(1, n_train // (self.batch_size * world))
 
 
@@ -135,11 +140,18 @@ class _Batches:
 
 # ---- the sandwich as one module, so DistributedDataParallel sees one forward per step -----
 class SandwichLoss(nn.Module):
+    """One step's loss of the sandwich rule with in-place distillation (Yu & Huang, "Universally
+    slimmable networks", ICCV 2019; once-for-all / BigNAS): the largest subnet on the hard labels,
+    every other subnet on the labels plus KL to the largest's detached softmax.  Logits of classes
+    outside the kept superclasses are removed before every softmax (superclass dropout)."""
+
     def __init__(self, supernet: Supernet, cfg: TrainConfig):
         super().__init__()
         self.supernet, self.cfg = supernet, cfg
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, kept_cols: torch.Tensor, archs: list[Arch]):
+        """``x`` (B,3,H,W) normalized images, ``y`` (B,) labels as indices into ``kept_cols`` (K,)
+        head rows, ``archs`` = [largest, others...].  Returns (summed loss, the largest's correct count)."""
         net, cfg = self.supernet, self.cfg
         net.set_active(archs[0])  # the largest: trained on the hard labels
         t = net(x)[:, kept_cols]

@@ -113,6 +113,7 @@ class VerdictRule:
 
     @property
     def alpha(self) -> float:
+        """The error rate of the whole sequential test, 1 - ``confidence``."""
         return 1.0 - self.confidence
 
     def looks(self) -> tuple[list[int], float]:
