@@ -75,7 +75,7 @@ _SEARCH_OPTIONS = (
                  help="evolution: fitness evaluations; random: samples"),
     click.option("--population", default=100, show_default=True, type=click.IntRange(2), help="evolution population"),
     click.option("--predictor-samples", default=200, show_default=True, type=click.IntRange(3),
-                 help="measured subnets per superclass for the accuracy predictor (cached in the run directory)"),
+                 help="measured subnets per scenario for the accuracy predictor of --fitness predictor: a one-time cost on first use of a scenario (about 5 s a subnet here, so ~15 min at 200), cached in the run directory"),
     click.option("--latency-margin", default="auto", show_default=True,
                  help="aim latency budgets this much lower, so measured models meet them: 'auto' is how much "
                       "the target's predictor under-predicts 95 % of its held-out measured subnets; or a "
