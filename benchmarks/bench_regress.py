@@ -216,7 +216,7 @@ def main() -> None:
                             "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1800",
                             f"--screenshot={shot}", (report_dir / "report.html").as_uri()],
                            capture_output=True, timeout=120)
-            out["html_screenshot"] = {"chromium": True, "png": str(shot),
+            out["html_screenshot"] = {"chromium": True, "png": shot.name,
                                       "bytes": shot.stat().st_size if shot.exists() else 0}
         out["loadavg_end"] = loadavg()
         out["total_seconds"] = round(time.monotonic() - t_all, 1)

@@ -179,6 +179,13 @@ def oracle_cross_superclass_loss(recs, budgets, names, supernet_path, data, reca
     return out
 
 
+def _rel(path) -> str:
+    """A path as results record it: relative to the project (never this machine's prefix)."""
+    from edgeeas.utils import portable_path
+
+    return portable_path(Path(path).resolve())
+
+
 def registered_strategies() -> list[str]:
     """Every registered search strategy (edgeeas.search.list_strategies): a new one is benchmarked too."""
     from edgeeas.search import list_strategies
@@ -404,7 +411,7 @@ def main(argv=None) -> int:
             plan = sp.plan([Scenario((n,), b)])[0]
             m = sp.build(plan)
             rec = {"strategy": s, "superclass": n, "budget": str(b), "budget_ms": b.value, "arch": m.arch,
-                   "predicted_ms": m.predicted_latency_ms, "model": str(plan.dest / "model.tflite"),
+                   "predicted_ms": m.predicted_latency_ms, "model": _rel(plan.dest / "model.tflite"),
                    "aimed_budget_ms": m.search.get("aimed_budget"),
                    "acc_float": m.accuracy.host_float_pct, "acc_int8": m.accuracy.host_int8_pct,
                    "int8_drop": m.accuracy.host_float_pct - m.accuracy.host_int8_pct,
@@ -420,8 +427,8 @@ def main(argv=None) -> int:
         unbuilt = [f"{s}/{n}/{b}" for (s, n, b), r in zip(jobs, recs) if r is None]
         if unbuilt:
             raise SystemExit(f"{len(unbuilt)} models are not built yet (e.g. {unbuilt[0]}): run --phase build")
-        stale = [r["model"] for r in recs if not Path(r["model"]).is_file() or
-                 sha256_file(Path(r["model"])) != r["model_sha256"]]
+        stale = [r["model"] for r in recs if not (ROOT / r["model"]).is_file() or
+                 sha256_file(ROOT / r["model"]) != r["model_sha256"]]
         if stale:
             raise SystemExit(f"{stale[0]} is missing or changed since it was built: delete {cache.dir} and rebuild")
         # One sweep over every model, under the target's own protocol (what validate uses): the
@@ -430,7 +437,7 @@ def main(argv=None) -> int:
         from edgeeas.targets import resolve_target
 
         target = resolve_target(args.target, protocol=target_protocol(args.target))
-        todo = {r["model"]: (s, n, b) for (s, n, b), r in zip(jobs, recs) if "measured_ms" not in r}
+        todo = {str(ROOT / r["model"]): (s, n, b) for (s, n, b), r in zip(jobs, recs) if "measured_ms" not in r}
         log(f"(c) measuring {len(todo)} models on {args.target} ({target.protocol.passes} passes); "
             f"{len(recs) - len(todo)} already measured")
 

@@ -45,6 +45,14 @@ def changes(statuses: list[str]) -> int:
     return sum(a != b for a, b in zip(dec, dec[1:]))
 
 
+def _portable(path) -> str:
+    """Relative to the project, else the file name (a model under /tmp is not this project's)."""
+    from edgeeas.utils import portable_path
+
+    p = portable_path(Path(path).resolve())
+    return p if not Path(p).is_absolute() else Path(p).name
+
+
 def main() -> None:
     import dataclasses
 
@@ -87,7 +95,7 @@ def main() -> None:
         doc = {
             "benchmark": "verdict", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command_line(),
             "machine": machine(), "versions": versions(), "complete": done,
-            "model": {"path": str(args.model), "sha256": sha256_file(model), "arch": manifest.get("arch"),
+            "model": {"path": _portable(args.model), "sha256": sha256_file(model), "arch": manifest.get("arch"),
                       "manifest_budget": (manifest.get("budget") or {}).get("text") or manifest.get("budget"),
                       "predicted_latency_ms": manifest.get("predicted_latency_ms")},
             "protocol": protocol.to_dict(),

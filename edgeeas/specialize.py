@@ -36,7 +36,7 @@ from typing import Callable
 from .errors import EdgeeasError, EdgeeasUsageError
 from .manifest import (MANIFEST_FORMAT, AccuracySpec, BudgetSpec, InputSpec, ManifestError, ModelManifest,
                        OutputSpec, model_inputs, read_manifest, write_manifest)
-from .utils import sha256_file
+from .utils import portable_path, sha256_file
 from .validation import MANIFEST, MODEL, now
 
 __all__ = ["Scenario", "SpecializeConfig", "Specializer", "SpecializeError", "OutputExistsError", "Plan",
@@ -251,15 +251,11 @@ class Specializer:
         m = self.net_meta or {}
         if not hasattr(self, "_net_sha"):
             self._net_sha = sha256_file(self.supernet_path)
-        from .utils import portable_path
-
         return {"path": portable_path(self.supernet_path), "sha256": self._net_sha, "fingerprint": self.net_fp,
                 "epochs_done": m.get("epochs_done"), "command": m.get("command")}
 
     def dataset_identity(self) -> dict:
         """What the manifest records of the dataset: name, source and content fingerprint."""
-        from .utils import portable_path
-
         return {"name": self.ds.name, "source": portable_path(self.ds.source), "fingerprint": self.ds.fingerprint}
 
     # ---- cost models -------------------------------------------------------------------------
@@ -299,7 +295,7 @@ class Specializer:
                 f"no trained generator at {path} ({where}): run `edgeeas train generator --supernet {run} {what}` "
                 f"(or pass --generator PATH), or search per scenario with --strategy evolution")
         g = load_generator(path, self.net, cost, self.ds, cost_name)
-        info = {"path": str(path), "sha256": sha256_file(path), "cost": g.meta.get("cost"),
+        info = {"path": portable_path(path), "sha256": sha256_file(path), "cost": g.meta.get("cost"),
                 "supernet_fingerprint": g.meta.get("supernet_fingerprint"),
                 "steps": g.meta.get("steps_done"), "command": g.meta.get("command")}
         return g, info
