@@ -440,7 +440,8 @@ class AdbTarget(Target):
                 self.device.push(inp, f"{work}/inputs.npy", timeout_s=max(60.0, inp.stat().st_size / 1e6))
                 command = shlex.join([self.python, runner, f"--graph={remote_model}",
                                       f"--eval_input={work}/inputs.npy", f"--eval_output={work}/outputs.npy",
-                                      f"--num_threads={self.protocol.threads}"])
+                                      f"--num_threads={self.protocol.threads}",
+                                      f"--use_xnnpack={'true' if self.protocol.use_xnnpack else 'false'}"])
                 res = self._shell(command, 300.0 + 0.1 * len(inputs), check=False)
                 if res.exit_code != 0:
                     self._fail_run(res, f"evaluating {model.name}")

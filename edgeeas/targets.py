@@ -373,7 +373,8 @@ class HostTarget(Target):
             inp, outp = Path(tmp) / "inputs.npy", Path(tmp) / "outputs.npy"
             np.save(inp, inputs)
             cmd = [sys.executable, str(RUNNER_PATH), f"--graph={model}", f"--eval_input={inp}",
-                   f"--eval_output={outp}", f"--num_threads={self.protocol.threads}"]
+                   f"--eval_output={outp}", f"--num_threads={self.protocol.threads}",
+                   f"--use_xnnpack={'true' if self.protocol.use_xnnpack else 'false'}"]
             proc = subprocess.run(cmd, capture_output=True, text=True,
                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
             if proc.returncode != 0:

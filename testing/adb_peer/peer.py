@@ -253,6 +253,12 @@ class AdbPeer:
             tool.chmod(0o755)
         self._bindir = bindir
 
+    def shell_argv(self, command: str) -> list[str]:
+        """The host process that runs a shell command (an interactive ``/bin/sh`` when empty), in
+        the sandbox with :meth:`shell_env`: ``/bin/sh -c`` with device paths rewritten here; the
+        arm64 peer (:mod:`testing.arm64`) runs it inside its emulated rootfs instead."""
+        return ["/bin/sh", "-c", self.rewrite_command(command)] if command else ["/bin/sh"]
+
     def shell_env(self) -> dict[str, str]:
         """The environment of shell commands: the peer's tools first on PATH, HOME and TMPDIR the sandbox."""
         return {

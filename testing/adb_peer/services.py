@@ -52,7 +52,7 @@ def service_for(peer: AdbPeer, service: str) -> Callable[[Connection, Stream], N
 
 def shell(peer: AdbPeer, conn: Connection, stream: Stream, command: str, v2: bool) -> None:
     """Run ``command`` (an interactive ``/bin/sh`` when empty) and stream its output; v2 adds the exit code."""
-    argv = ["/bin/sh", "-c", peer.rewrite_command(command)] if command else ["/bin/sh"]
+    argv = peer.shell_argv(command)
     log.info("%s: shell%s %r", peer.serial, " (v2)" if v2 else "", command[:200])
     proc = subprocess.Popen(argv, cwd=peer.sandbox, env=peer.shell_env(), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE if v2 else subprocess.STDOUT,
