@@ -154,7 +154,7 @@ def compare_with_host(y_device: np.ndarray, y_host: np.ndarray, labels: np.ndarr
     return HostAgreement(images=int(len(labels)), top1_agreement_pct=round(agree, 3),
                          accuracy_device_pct=round(acc_d, 3), accuracy_host_pct=round(acc_h, 3),
                          accuracy_diff_points=round(diff, 3), host_only_correct=b, device_only_correct=c,
-                         mcnemar_p=round(p_value, 6), agreement_upper95_pct=round(upper, 3),
+                         mcnemar_p=float(p_value), agreement_upper95_pct=round(upper, 3),
                          identical_outputs_pct=round(same, 3),
                          max_abs_output_diff=maxdiff, min_top1_agreement_pct=float(min_agreement),
                          max_accuracy_diff_points=float(max_accuracy_gap), device_kernels=device_kernels,

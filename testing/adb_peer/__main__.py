@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="edgeeas-peer", help="ro.product.model")
     ap.add_argument("--prop", action="append", default=[], metavar="KEY=VALUE", help="extra getprop property")
     ap.add_argument("--disk-quota-bytes", type=int, default=None, help="simulate a full disk beyond N bytes")
+    ap.add_argument("--arm64", action="store_true",
+                    help="run shell commands inside the emulated arm64 rootfs (testing.arm64; `make arm-device`)")
+    ap.add_argument("--rootfs", type=Path, default=None, help="with --arm64: the rootfs (default: make arm-device's)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -40,12 +43,18 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not key:
             ap.error(f"--prop {item!r}: expected KEY=VALUE")
         props[key] = value
-    peer = AdbPeer(sandbox=args.sandbox, port=args.port, host=args.host, authorized_keys=args.authorized_keys,
-                   accept_new_keys=args.accept_new_keys, auth_required=not args.no_auth, model=args.model,
-                   props=props, disk_quota_bytes=args.disk_quota_bytes, sdcard=args.sdcard)
+    kw = dict(sandbox=args.sandbox, port=args.port, host=args.host, authorized_keys=args.authorized_keys,
+              accept_new_keys=args.accept_new_keys, auth_required=not args.no_auth, props=props,
+              disk_quota_bytes=args.disk_quota_bytes, sdcard=args.sdcard)
+    if args.arm64:
+        from testing.arm64 import Arm64Peer
+
+        peer = Arm64Peer(rootfs=args.rootfs, **kw, **({"model": args.model} if args.model != "edgeeas-peer" else {}))
+    else:
+        peer = AdbPeer(model=args.model, **kw)
     try:
         peer.start()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         print(f"adb peer: cannot start: {exc}", file=sys.stderr)
         return 1
     done = threading.Event()
