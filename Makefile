@@ -80,3 +80,14 @@ SAMPLE ?= 24
 mutate: install
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_mutation.py --modules $(MODULES) --sample $(SAMPLE)
 .PHONY: mutate
+
+# The emulated ARM64 device (testing/arm64, issue 16): an arm64 Debian rootfs run under qemu-user,
+# with Debian's arm64 Python and the aarch64 ai-edge-litert wheel, built once (root; about 2-5 min,
+# network to the Debian mirror and PyPI) into ~/.cache/edgeeas/arm64-rootfs ($EDGEEAS_ARM64_ROOTFS)
+# and reused after that.  Its tests are opt-in (marker arm64, EDGEEAS_ARM64=1), not part of
+# `make test`: `make test-arm64` builds the device if needed, then runs them (about 1-2 min).
+arm-device: install
+	testing/arm64/make_rootfs.sh
+test-arm64: arm-device
+	EDGEEAS_ARM64=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m arm64 tests/test_arm64.py
+.PHONY: arm-device test-arm64
