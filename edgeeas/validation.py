@@ -427,7 +427,8 @@ def run_validation(model: Path, *, target_name: str | None = None, adb_serial: s
 
 
 def validate_folder(folder: Path, target: str | None = None, *, data=None, images: int = 0,
-                    adb_serial: str | None = None, targets_file=None, max_accuracy_gap: float = 1.0) -> dict:
+                    adb_serial: str | None = None, targets_file=None, max_accuracy_gap: float = DEFAULT_MAX_ACCURACY_GAP,
+                    min_agreement: float = DEFAULT_MIN_AGREEMENT) -> dict:
     """:func:`run_validation` on ``folder/model.tflite`` with its manifest, under the target's own
     measurement protocol (:func:`target_protocol` of the resolved target); the result, plus ``model_sha256``,
     ``validated`` (time) and for latency budgets ``budget_utilization`` (measured / budget), is
@@ -439,7 +440,7 @@ def validate_folder(folder: Path, target: str | None = None, *, data=None, image
     target = target or manifest.target or "host"
     r = run_validation(folder / MODEL, target_name=target, adb_serial=adb_serial, targets_file=targets_file,
                        manifest_path=folder / MANIFEST, data=data, images=images,
-                       max_accuracy_gap=max_accuracy_gap)
+                       max_accuracy_gap=max_accuracy_gap, min_agreement=min_agreement)
     save_validation(folder / MODEL, r, manifest)
     return r
 

@@ -87,6 +87,7 @@ class Arm64Peer(AdbPeer):
     quota) is the plain peer's.
 
     Raises (from ``start()``):
+        ValueError: ``qemu_cpu`` is ``max`` without ``sme=off`` (trap 2).
         RuntimeError: the rootfs or the host cannot run it (:func:`arm64_unavailable`'s line).
     """
 
@@ -95,13 +96,13 @@ class Arm64Peer(AdbPeer):
     model: str = "edgeeas-arm64-qemu"
 
     def start(self) -> "Arm64Peer":
+        if self.qemu_cpu.split(",")[0] == "max" and "sme=off" not in self.qemu_cpu:
+            raise ValueError("QEMU_CPU=max offers SME, with which XNNPACK computes wrong outputs under "
+                             "qemu 7.2: use a real core (cortex-a76) or 'max,sme=off'")
         self.rootfs = Path(self.rootfs or rootfs_dir()).resolve()
         why = arm64_unavailable(self.rootfs)
         if why is not None:
             raise RuntimeError(why)
-        if self.qemu_cpu.split(",")[0] == "max" and "sme=off" not in self.qemu_cpu:
-            raise ValueError("QEMU_CPU=max offers SME, with which XNNPACK computes wrong outputs under "
-                             "qemu 7.2: use a real core (cortex-a76) or 'max,sme=off'")
         self._tools = {t: _which(t) for t in ("unshare", "mount", "chroot")}
         return super().start()
 
