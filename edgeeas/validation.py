@@ -98,6 +98,18 @@ class HostAgreement:
         d["status"] = self.status
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "HostAgreement":
+        """Inverse of :meth:`to_dict` (``status`` is derived, so ignored).
+
+        Raises:
+            ValueError: a missing field (a ``validation.json`` written before this record existed)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in d]
+        if missing:
+            raise ValueError(f"device_vs_host record lacks {', '.join(missing)}")
+        return cls(**{n: (tuple(d[n]) if n == "failures" else d[n]) for n in names})
+
 
 def compare_with_host(y_device: np.ndarray, y_host: np.ndarray, labels: np.ndarray, *,
                       max_accuracy_gap: float = DEFAULT_MAX_ACCURACY_GAP,

@@ -226,6 +226,12 @@ def test_compare_with_host_hand_computed():
     assert many.top1_agreement_pct == 80 and many.status == "FAIL" and "agrees with the host's on 80.0%" in many.failures[0]
     with pytest.raises(ValueError):
         compare_with_host(_outputs(dev)[:5], _outputs(host), labels)
+    # the record round-trips through validation.json's form (what a regress baseline keeps)
+    from edgeeas.validation import HostAgreement
+
+    assert HostAgreement.from_dict(json.loads(json.dumps(a.to_dict()))) == a
+    with pytest.raises(ValueError, match="lacks"):
+        HostAgreement.from_dict({"images": 3})
 
 
 def test_validate_fails_loudly_on_a_device_whose_outputs_are_corrupted(peer, model5, data_path, tmp_path):
