@@ -81,7 +81,7 @@ else
     say "debootstrap arm64 $SUITE from $MIRROR into $PARTIAL (about 4 minutes)"
     debootstrap --arch=arm64 --variant=minbase --include=python3 "$SUITE" "$PARTIAL" "$MIRROR" \
       > "$(dirname "$ROOTFS")/arm64-debootstrap.log" 2>&1 \
-      || die "debootstrap failed: see $(dirname "$ROOTFS")/arm64-debootstrap.log"
+      || die "debootstrap failed ($(grep -E '^E:' "$(dirname "$ROOTFS")/arm64-debootstrap.log" | tail -1)): see $(dirname "$ROOTFS")/arm64-debootstrap.log"
     for m in $(awk -v p="$PARTIAL/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r); do umount -l "$m" || true; done
     touch "$PARTIAL/.edgeeas-debootstrap-done"
   fi
@@ -98,7 +98,7 @@ else
       --abi cp311 $PLATFORMS -c "$PROJECT/constraints.txt" \
       "ai-edge-litert==$LITERT_VERSION" "numpy==$NUMPY_VERSION" \
     > "$(dirname "$ROOTFS")/arm64-pip.log" 2>&1 \
-    || die "pip install of the aarch64 wheels failed: see $(dirname "$ROOTFS")/arm64-pip.log"
+    || die "pip install of the aarch64 wheels failed ($(grep -E '^ERROR' "$(dirname "$ROOTFS")/arm64-pip.log" | tail -1)): see $(dirname "$ROOTFS")/arm64-pip.log"
 
   # Trap 1: ARM-style CPU description files (a Cortex-A76), as plain files: nothing is mounted on
   # the rootfs' /proc or /sys.  Core count: this machine's (qemu-user threads are host threads).
