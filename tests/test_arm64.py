@@ -140,3 +140,24 @@ def test_arm64_validate_fails_loudly_on_corrupted_outputs(arm_peer, specialized,
     assert dvh["top1_agreement_pct"] < 20 and dvh["accuracy_diff_points"] < -30 and dvh["mcnemar_p"] < 1e-6
     assert "FAIL: the device's top-1 agrees with the host's" in out and "McNemar" in out
     assert not np.isclose(dvh["accuracy_device_pct"], dvh["accuracy_host_pct"])
+
+
+def test_arm64_debian_adb_client(arm_ready, adb_cli, tmp_path):
+    """Debian's own adb client drives the arm64 device: exit codes, push, an ARM process, pull."""
+    keys = tmp_path / "cli_keys"
+    keys.write_text(adb_cli.public_key)
+    with Arm64Peer(sandbox=tmp_path / "device", authorized_keys=keys, rootfs=ROOTFS) as peer:
+        s = peer.serial
+        res = adb_cli("connect", s)
+        assert f"connected to {s}" in res.stdout, res.stdout + res.stderr  # `adb connect` exits 0 on failure too
+        assert adb_cli("-s", s, "shell", "getprop ro.product.cpu.abi").stdout.strip() == "arm64-v8a"
+        assert adb_cli("-s", s, "shell", "exit 3").returncode == 3
+        data = np.arange(1000, dtype=np.int32)
+        np.save(tmp_path / "x.npy", data)
+        assert adb_cli("-s", s, "push", str(tmp_path / "x.npy"), "/data/local/tmp/x.npy").returncode == 0
+        # numpy on ARM doubles it, then the host pulls the result back
+        res = adb_cli("-s", s, "shell", "python3 -c \"import numpy, platform; numpy.save('/data/local/tmp/y.npy', "
+                      "numpy.load('/data/local/tmp/x.npy') * 2); print(platform.machine())\"")
+        assert res.returncode == 0 and res.stdout.strip() == "aarch64", res.stderr
+        assert adb_cli("-s", s, "pull", "/data/local/tmp/y.npy", str(tmp_path / "y.npy")).returncode == 0
+        assert np.array_equal(np.load(tmp_path / "y.npy"), data * 2)
