@@ -89,9 +89,11 @@ def _table(r: dict) -> str:
                    "false = the interpreter's builtin kernels [default: the target's protocol]; the host "
                    "reference always uses XNNPACK")
 @click.option("--max-accuracy-gap", default=1.0, show_default=True, type=click.FloatRange(0),
-              help="allowed difference between on-device and host int8 accuracy, in points")
+              help="allowed difference between on-device and host int8 accuracy, in points (a larger one "
+                   "fails when the disagreeing images make it real: exact McNemar p < 0.05)")
 @click.option("--min-agreement", default=95.0, show_default=True, type=click.FloatRange(0, 100),
-              help="least %% of images whose on-device top-1 class is the host's")
+              help="least % of images whose on-device top-1 class is the host's (fails when even the 95 % "
+                   "upper bound of the agreement is below it)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 @verbose_option
 def validate(model, target_name, adb_serial, targets_file, manifest_path, superclass, data, images, threads,
