@@ -4,8 +4,11 @@ Built on adb-shell (no adb server needed).  adb-shell only speaks ``shell:`` v1,
 which has no exit status and mixes stderr into stdout, so :meth:`Device.shell`
 wraps every command::
 
+    exec 3>/data/local/tmp/.edgeeas-stderr-NONCE 4<(same file); rm -f (the file)
     ( CMD
-    ) 2>/data/local/tmp/.edgeeas-stderr-NONCE; printf '\\n__EDGEEAS_RC_NONCE=%d\\n' $?; cat + rm that file
+    ) 2>&3; printf '\\n__EDGEEAS_RC_NONCE=%d\\n' $?; cat <&4
+
+(the stderr file is unlinked before CMD runs, so a dropped connection leaves no file behind)
 
 and splits the stream at the marker (the nonce is random per call, so a command
 cannot fake it by accident).  Every argument built here goes through
@@ -302,13 +305,16 @@ class Device:
         command = cmd if isinstance(cmd, str) else shlex.join(str(a) for a in cmd)
         nonce = secrets.token_hex(8)
         marker = f"__EDGEEAS_RC_{nonce}="
-        # stderr goes to a temp file (shell v1 has one stream); if the temp dir is not
-        # writable the command still runs, with stderr discarded.
+        # stderr goes to a temp file (shell v1 has one stream), opened twice (fd 3 to write, fd 4 to
+        # read back) and unlinked at once, before the command runs: a dropped connection, which
+        # kills the shell mid-command, leaves nothing on the device (the kernel frees an unlinked
+        # file with its last descriptor).  If the temp dir is not writable the command still
+        # runs, with stderr discarded.
         tmpq = shlex.quote(self.tmp_dir)
         errq = shlex.quote(f"{self.tmp_dir}/.edgeeas-stderr-{nonce}")
-        wrapped = (f"__edgeeas_e={errq}; [ -d {tmpq} ] && [ -w {tmpq} ] || __edgeeas_e=/dev/null; "
-                   f"( {command}\n) 2>\"$__edgeeas_e\"; printf '\\n{marker}%d\\n' $?; "
-                   f"[ \"$__edgeeas_e\" = /dev/null ] || {{ cat \"$__edgeeas_e\"; rm -f \"$__edgeeas_e\"; }}")
+        wrapped = (f"if [ -d {tmpq} ] && [ -w {tmpq} ]; then exec 3>{errq} 4<{errq}; rm -f {errq}; "
+                   f"else exec 3>/dev/null 4</dev/null; fi; "
+                   f"( {command}\n) 2>&3 3>&- 4<&-; printf '\\n{marker}%d\\n' $?; exec 3>&-; cat <&4; exec 4<&-")
         log.info("adb -s %s shell %s", self.serial, shlex.quote(command))
         start = time.monotonic()
         raw = self._run(f"shell {shlex.quote(_short(command, 80))}",

@@ -252,12 +252,22 @@ class AdbPeer:
         for tool in bindir.iterdir():
             tool.chmod(0o755)
         self._bindir = bindir
+        # `pwd` and `ls` print device paths, never the host folders behind them (a shell function
+        # wins over the regular built-in `pwd` and over `ls` on PATH)
+        subs = [(os.path.realpath(self.sandbox), DEVICE_TMP), (os.path.realpath(self.sdcard), DEVICE_SDCARD),
+                (str(self.sandbox), DEVICE_TMP), (str(self.sdcard), DEVICE_SDCARD), (str(self._root), "")]
+        sed = " ".join(f"-e {shlex.quote(f's#{a}#{b}#g')}" for a, b in subs)
+        self._prelude = self._private_dir / "prelude.sh"
+        self._prelude.write_text(f"pwd() {{ command pwd \"$@\" | sed {sed}; }}\n"
+                                 f"ls() {{ command ls \"$@\" | sed {sed}; }}\n")
 
     def shell_argv(self, command: str) -> list[str]:
         """The host process that runs a shell command (an interactive ``/bin/sh`` when empty), in
         the sandbox with :meth:`shell_env`: ``/bin/sh -c`` with device paths rewritten here; the
         arm64 peer (:mod:`testing.arm64`) runs it inside its emulated rootfs instead."""
-        return ["/bin/sh", "-c", self.rewrite_command(command)] if command else ["/bin/sh"]
+        if not command:
+            return ["/bin/sh"]  # interactive: reads the prelude through $ENV
+        return ["/bin/sh", "-c", f". {shlex.quote(str(self._prelude))}\n{self.rewrite_command(command)}"]
 
     def shell_env(self) -> dict[str, str]:
         """The environment of shell commands: the peer's tools first on PATH, HOME and TMPDIR the sandbox."""
@@ -267,6 +277,7 @@ class AdbPeer:
             "TMPDIR": str(self.sandbox),
             "LANG": "C.UTF-8",
             "EXTERNAL_STORAGE": str(self.sdcard),
+            "ENV": str(self._prelude),
         }
 
     def disk_used(self) -> int:
