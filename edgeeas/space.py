@@ -190,22 +190,14 @@ class SearchSpace:
                 choices, or a kernel/expand count that is not the sum of the depths; the message
                 names the first bad value and the allowed ones.
         """
-        if len(arch.depths) != self.num_stages:
-            raise ArchError(f"architecture {arch} has {len(arch.depths)} stages, "
-                            f"the search space {self.name} has {self.num_stages}")
-        bad = [d for d in arch.depths if d not in self.depths]
-        if bad:
-            raise ArchError(f"depth {bad[0]} in {arch} is not one of {list(self.depths)}")
-        n = sum(arch.depths)
-        if len(arch.kernels) != n or len(arch.expands) != n:
-            raise ArchError(f"architecture {arch} needs {n} kernels and {n} expand ratios "
-                            f"(the sum of its depths)")
-        bad = [k for k in arch.kernels if k not in self.kernels]
-        if bad:
-            raise ArchError(f"kernel {bad[0]} in {arch} is not one of {list(self.kernels)}")
-        bad = [e for e in arch.expands if e not in self.expands]
-        if bad:
-            raise ArchError(f"expand ratio {bad[0]} in {arch} is not one of {list(self.expands)}")
+        self._check_depths(arch.depths, str(arch))
+        self._check_counts(arch.depths, arch.kernels, arch.expands, str(arch))
+        for name, vals, allowed in (("kernel", arch.kernels, self.kernels), ("expand ratio", arch.expands, self.expands)):
+            for i, v in enumerate(vals):
+                if v not in allowed:
+                    stage, block = _position(arch.depths, i)
+                    raise ArchError(f"{name} digit {v} for stage {stage} block {block} (position {i + 1}) of "
+                                    f"{arch} is not one of {list(allowed)}; {self.form()}")
         return arch
 
     NAMED = ("smallest", "middle", "largest")
@@ -218,14 +210,52 @@ class SearchSpace:
             return getattr(self, name)()
         return self.parse(text)
 
+    def form(self) -> str:
+        """The expected form of an architecture string of this space, with an example."""
+        eg = self.smallest()
+        return (f"expected d<{self.num_stages} depth digits, one per stage, each in {list(self.depths)}>-"
+                f"k<one kernel digit per block, in {list(self.kernels)}>-e<one expand digit per block, in "
+                f"{list(self.expands)}>, e.g. {eg}")
+
+    def _check_depths(self, depths, text: str) -> None:
+        if len(depths) != self.num_stages:
+            raise ArchError(f"architecture {text!r} has {len(depths)} stages (depth digits d{''.join(map(str, depths))}) "
+                            f"but the search space {self.name} has {self.num_stages} stages; {self.form()}")
+        for i, d in enumerate(depths):
+            if d not in self.depths:
+                why = (f"exceeds max {max(self.depths)}" if d > max(self.depths) else
+                       f"is below min {min(self.depths)}" if d < min(self.depths) else f"is not one of {list(self.depths)}")
+                raise ArchError(f"architecture {text!r}: depth digit {d} for stage {i + 1} {why}; {self.form()}")
+
+    def _check_counts(self, depths, kernels, expands, text: str) -> None:
+        n = sum(depths)
+        for name, vals in (("kernel", kernels), ("expand", expands)):
+            if len(vals) != n:
+                per = ", ".join(f"stage {i + 1}: {d}" for i, d in enumerate(depths))
+                if len(vals) < n:
+                    stage, block = _position(depths, len(vals))
+                    where = f"stage {stage} lacks its block {block} onwards"
+                else:
+                    where = f"{len(vals) - n} too many"
+                raise ArchError(f"architecture {text!r}: depths d{''.join(map(str, depths))} need {n} {name} digits "
+                                f"({per}) but {len(vals)} are given ({where}); {self.form()}")
+
     def parse(self, text: str) -> "Arch":
-        """:meth:`Arch.parse` then :meth:`validate`: a string such as
-        ``d23423-k35735573557357-e34634634634634`` to an :class:`Arch` of this space.
+        """A string such as ``d23423-k35735573557357-e34634634634634`` to an :class:`Arch` of this
+        space: the form, then the stage count and each stage's depth, then the kernel and expand
+        counts, then each value (the first error wins, naming the stage and block).
 
         Raises:
-            ArchError: malformed string or values outside the space.
+            ArchError: one line naming the wrong digit, its stage (and block), the allowed
+                values and the expected form.
         """
-        return self.validate(Arch.parse(text))
+        try:
+            depths, kernels, expands = _split(text)
+        except ArchError:
+            raise ArchError(f"malformed architecture {text!r}: {self.form()}") from None
+        self._check_depths(depths, text.strip())
+        self._check_counts(depths, kernels, expands, text.strip())
+        return self.validate(Arch(depths, kernels, expands))
 
     # ---- exact counts ----------------------------------------------------------------
     def madds(self, arch: "Arch") -> int:
@@ -301,6 +331,24 @@ class BlockSpec:
 _ARCH_RE = re.compile(r"^d(\d+)-k(\d+)-e(\d+)$")
 
 
+def _split(text: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The depth, kernel and expand digits of ``d...-k...-e...`` (form only, no counts)."""
+    m = _ARCH_RE.match(text.strip()) if isinstance(text, str) else None
+    if not m:
+        raise ArchError(f"malformed architecture {text!r}: expected 'd<depth digit per stage>-"
+                        f"k<kernel digit per block>-e<expand digit per block>', e.g. d22222-k3333333333-e3333333333")
+    return tuple(tuple(int(c) for c in g) for g in m.groups())  # type: ignore[return-value]
+
+
+def _position(depths, index: int) -> tuple[int, int]:
+    """(stage, block), both 1-based, of block ``index`` (0-based over all blocks) under ``depths``."""
+    for s, d in enumerate(depths):
+        if index < d:
+            return s + 1, index + 1
+        index -= d
+    return len(depths), index + 1
+
+
 @dataclass(frozen=True)
 class Arch:
     """A subnet of the search space: depth per stage, kernel and expand ratio per active block."""
@@ -324,14 +372,13 @@ class Arch:
         Raises:
             ArchError: malformed text, with the expected form and an example.
         """
-        m = _ARCH_RE.match(text.strip())
-        if not m:
-            raise ArchError(f"malformed architecture {text!r}: expected 'd<depth per stage>-"
-                            f"k<kernel per block>-e<expand per block>', e.g. d22222-k3333333333-e3333333333")
-        depths, kernels, expands = (tuple(int(c) for c in g) for g in m.groups())
-        if len(kernels) != sum(depths) or len(expands) != sum(depths):
-            raise ArchError(f"malformed architecture {text!r}: the depths add up to {sum(depths)} "
-                            f"blocks but it gives {len(kernels)} kernels and {len(expands)} expand ratios")
+        depths, kernels, expands = _split(text)
+        n = sum(depths)
+        if len(kernels) != n or len(expands) != n:
+            per = ", ".join(f"stage {i + 1}: {d}" for i, d in enumerate(depths))
+            raise ArchError(f"malformed architecture {text!r}: depths d{''.join(map(str, depths))} need {n} "
+                            f"kernel and {n} expand digits ({per}) but it gives {len(kernels)} kernels and "
+                            f"{len(expands)} expand ratios")
         return cls(depths, kernels, expands)
 
     def blocks_per_stage(self) -> list[list[tuple[int, int]]]:

@@ -65,12 +65,12 @@ def test_sample_draws_every_choice_and_is_seeded():
 
 
 @pytest.mark.parametrize("arch,msg", [
-    (Arch((2, 2, 2, 2), (3,) * 8, (3,) * 8), "has 4 stages, the search space edgeeas-c32-v1 has 5"),
-    (Arch((2, 2, 2, 2, 5), (3,) * 13, (3,) * 13), r"depth 5 in .* is not one of \[2, 3, 4\]"),
-    (Arch((2,) * 5, (3,) * 9, (3,) * 10), "needs 10 kernels and 10 expand ratios"),
-    (Arch((2,) * 5, (3,) * 10, (3,) * 9), "needs 10 kernels and 10 expand ratios"),
-    (Arch((2,) * 5, (3,) * 9 + (9,), (3,) * 10), r"kernel 9 in .* is not one of \[3, 5, 7\]"),
-    (Arch((2,) * 5, (3,) * 10, (5,) + (3,) * 9), r"expand ratio 5 in .* is not one of \[3, 4, 6\]"),
+    (Arch((2, 2, 2, 2), (3,) * 8, (3,) * 8), "has 4 stages .* the search space edgeeas-c32-v1 has 5 stages"),
+    (Arch((2, 2, 2, 2, 5), (3,) * 13, (3,) * 13), "depth digit 5 for stage 5 exceeds max 4"),
+    (Arch((2,) * 5, (3,) * 9, (3,) * 10), r"need 10 kernel digits .* but 9 are given \(stage 5 lacks its block 2"),
+    (Arch((2,) * 5, (3,) * 10, (3,) * 9), "need 10 expand digits .* but 9 are given"),
+    (Arch((2,) * 5, (3,) * 9 + (9,), (3,) * 10), r"kernel digit 9 for stage 5 block 2 \(position 10\) .* not one of \[3, 5, 7\]"),
+    (Arch((2,) * 5, (3,) * 10, (5,) + (3,) * 9), r"expand ratio digit 5 for stage 1 block 1 .* not one of \[3, 4, 6\]"),
 ])
 def test_validate_names_the_first_bad_value(arch, msg):
     with pytest.raises(ArchError, match=msg):
@@ -82,7 +82,7 @@ def test_parse_strips_and_checks_counts():
     assert a.depths == (2, 2, 2, 3, 4) and a.kernels[-2:] == (5, 5) and a.expands[-1] == 6
     assert a.blocks_per_stage()[3] == [(3, 3), (3, 3), (3, 3)]
     assert a.blocks_per_stage()[4] == [(3, 3), (5, 6), (5, 6), (3, 3)][:0] + [(3, 3), (3, 3), (5, 6), (5, 6)]
-    with pytest.raises(ArchError, match="the depths add up to 10 blocks but it gives 9 kernels and 10 expand"):
+    with pytest.raises(ArchError, match="need 10 kernel and 10 expand digits .* gives 9 kernels and 10 expand"):
         Arch.parse("d22222-k333333333-e3333333333")
     with pytest.raises(ArchError, match="gives 10 kernels and 11 expand"):
         Arch.parse("d22222-k3333333333-e33333333333")
