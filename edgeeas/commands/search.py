@@ -7,13 +7,35 @@ import click
 
 from ._options import data_option, search_options, strategy_option
 
-__all__ = ["search"]
+__all__ = ["search", "MIN_EVALUATIONS", "check_evaluations"]
+
+# The fewest --evaluations each strategy can run with: evolution needs a population of at least 2
+# and at least one evaluation per member (edgeeas.search.strategies.evolution).
+MIN_EVALUATIONS = {"evolution": 2, "random": 1}
+
+
+class _UsageExit(click.ClickException):
+    """A bad option value: one line on stderr, exit 2."""
+
+    exit_code = 2
+
+
+def check_evaluations(strategy: str, evaluations: int) -> None:
+    """Refuse an ``--evaluations`` below the strategy's minimum (:data:`MIN_EVALUATIONS`).
+
+    Raises:
+        click.ClickException: one line naming the minimum, exit 2."""
+    least = MIN_EVALUATIONS.get(strategy, 1)
+    if evaluations < least:
+        raise _UsageExit(f"--evaluations {evaluations} is too few for {strategy}: the minimum is {least} "
+                         f"(a population of at least 2, each evaluated once); the default is 500")
 
 
 @click.command("search")
 @strategy_option("--strategy", "-s", required=True)
 @click.option("--superclass", "superclasses", required=True, multiple=True,
-              help="superclass of the scenario (repeat for a scenario with several)")
+              help="superclass of the scenario; a+b for a scenario of two, as in specialize (repeating "
+                   "--superclass also adds to the one scenario: search finds one architecture)")
 @click.option("--budget", required=True, help="20ms, 500us (latency on --target) or 8M (millions of MAdds)")
 @click.option("--target", default="host", show_default=True, help="latency target for ms/us budgets")
 @click.option("--supernet", "supernet_arg", default=None, metavar="RUN_OR_PT",
@@ -52,9 +74,13 @@ def search(strategy, superclasses, budget, target, supernet_arg, generator_path,
     if threads:
         torch.set_num_threads(threads)
     from ..search.budget import parse_margin
+    from ..specialize import parse_scenarios
 
+    check_evaluations(strategy, evaluations)
     b = parse_budget(budget)
     parse_margin(latency_margin)  # a bad margin fails before any loading
+    # one scenario, in specialize's syntax: `a+b` (and repeated --superclass) joins superclasses
+    superclasses = parse_scenarios(load_dataset(data), ["+".join(superclasses)], False, [b])[0].superclasses
     pt = resolve_supernet(supernet_arg)
     net, _ = load_supernet(pt, dataset=load_dataset(data))  # head rows matched to the classes by name
     cost, cost_name = load_cost(net.space, target=None if b.unit == "M" else target, madds=b.unit == "M")
