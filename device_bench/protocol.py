@@ -31,6 +31,7 @@ import importlib.util
 import logging
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -82,6 +83,8 @@ class RunnerError(RuntimeError):
         self.command = command
 
 
+_SHAPE_RE = re.compile(r"^\d+(,\d+)*(:\d+(,\d+)*)*$")
+
 @dataclass(frozen=True)
 class Protocol:
     """How a latency figure is measured. Frozen, hashable, round-trips through a dict.
@@ -107,6 +110,7 @@ class Protocol:
     use_xnnpack: bool = True
     seed: int = 0
     passes: int = 3
+    input_layer_shape: str | None = None  # benchmark_model's --input_layer_shape (dynamic inputs)
 
     def __post_init__(self):
         if not isinstance(self.threads, int) or self.threads <= 0:
@@ -128,6 +132,9 @@ class Protocol:
             raise ValueError(f"max_remeasure must be an int >= 0, got {self.max_remeasure!r}")
         if self.interpreter is not None and self.interpreter not in _INTERPRETERS:
             raise ValueError(f"interpreter must be one of {_INTERPRETERS} or None, got {self.interpreter!r}")
+        if self.input_layer_shape is not None and not _SHAPE_RE.match(str(self.input_layer_shape)):
+            raise ValueError(f"input_layer_shape must be comma-separated sizes, ':' between inputs, e.g. "
+                             f"1,224,224,3:1,20 (benchmark_model's --input_layer_shape), got {self.input_layer_shape!r}")
         if self.cpu_mask is not None:
             raw = self.cpu_mask.lower().removeprefix("0x")
             try:
@@ -138,8 +145,12 @@ class Protocol:
                 raise ValueError(f"cpu_mask must be a non-zero hex mask such as 'f0', got {self.cpu_mask!r}")
 
     def to_dict(self) -> dict:
-        """Every field as a JSON-ready dict, as a latency table and a manifest record it."""
-        return dataclasses.asdict(self)
+        """Every field as a JSON-ready dict, as a latency table and a manifest record it
+        (``input_layer_shape`` only when set, so records made before it existed compare equal)."""
+        d = dataclasses.asdict(self)
+        if d.get("input_layer_shape") is None:
+            d.pop("input_layer_shape", None)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Protocol":
@@ -171,6 +182,8 @@ class Protocol:
             args.append(f"--interpreter={self.interpreter}")
         if self.seed:
             args.append(f"--seed={self.seed}")
+        if self.input_layer_shape:
+            args.append(f"--input_layer_shape={self.input_layer_shape}")
         return args
 
 

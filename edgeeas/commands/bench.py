@@ -18,13 +18,15 @@ __all__ = ["bench", "latency"]
 TFLITE_MAGIC = b"TFL3"
 
 
-def _protocol(threads: int, warmup_runs: int, num_runs: int, passes: int = 3):
+def _protocol(threads: int, warmup_runs: int, num_runs: int, passes: int = 3, input_layer_shape: str | None = None):
     from device_bench import Protocol
 
     try:
-        return Protocol(threads=threads, warmup_runs=warmup_runs, num_runs=num_runs, passes=passes)
+        return Protocol(threads=threads, warmup_runs=warmup_runs, num_runs=num_runs, passes=passes,
+                        input_layer_shape=input_layer_shape)
     except ValueError as e:
-        raise EdgeeasUsageError(str(e)) from None
+        raise EdgeeasUsageError(f"--input-layer-shape {input_layer_shape}: {e}" if "input_layer_shape" in str(e)
+                                else str(e)) from None
 
 
 def _targets(target_name, adb_serials, name, targets_file, benchmark_binary, protocol) -> list:
@@ -95,7 +97,8 @@ def _summary(path: Path, m, target) -> list[str]:
     lines = [
         f"Graph: [{path}]",
         f"Target: {target.describe()}  runner {p.runner} {p.runner_version}, {p.interpreter} {p.interpreter_version}, "
-        f"{p.threads} thread(s), xnnpack {'on' if p.use_xnnpack else 'off'}",
+        f"{p.threads} thread(s), xnnpack {'on' if p.use_xnnpack else 'off'}"
+        + (f", input shapes {p.input_layer_shape}" if p.input_layer_shape else ""),
         f"count={m.count} first={_fmt_us(runs[0])} curr={_fmt_us(runs[-1])} min={_fmt_us(min(runs))} "
         f"max={_fmt_us(max(runs))} avg={_fmt_us(avg)} std={_fmt_us(m.std_ms * 1e3)}" if runs else f"count={m.count}",
         f"Inference timings in us: Init: {_fmt_us((m.init_ms or 0) * 1e3)}, Inference (avg): {_fmt_us(avg)}",
@@ -145,6 +148,9 @@ measures only what is missing.
 @click.option("--passes", default=3, show_default=True, type=click.IntRange(1),
               help="sweeps over the models, each in its own runner process; a figure is the median of its "
                    "passes (one burst of load from elsewhere cannot move it)")
+@click.option("--input-layer-shape", default=None, metavar="SHAPE[:SHAPE...]",
+              help="FILE mode: shapes of the model's inputs, e.g. 8,32,32,3 (':' between inputs), for models with "
+                   "dynamic dimensions (benchmark_model's --input_layer_shape); default: the model's own shapes")
 @click.option("--export-jobs", default=None, type=click.IntRange(1),
               help="processes exporting models in parallel [default: $EDGEEAS_EXPORT_JOBS, else one per CPU, "
                    "at most 4]")
@@ -155,7 +161,7 @@ measures only what is missing.
 @click.option("--force", is_flag=True, help="discard the target's existing table (another space or protocol)")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def bench(files, target_name, adb_serials, name, targets_file, benchmark_binary, threads, warmup_runs, num_runs,
-          passes, export_jobs, subnets, space_path, force, quiet):
+          passes, input_layer_shape, export_jobs, subnets, space_path, force, quiet):
     """Measure latency on a target: its latency table and predictor, or any .tflite FILE.
 
     Without FILE: build or resume the target's latency table (one int8 single-layer model
@@ -164,7 +170,10 @@ def bench(files, target_name, adb_serials, name, targets_file, benchmark_binary,
     error distribution.  With FILE(s): measure them and print benchmark_model's summary
     with the median and p90.
     """
-    protocol = _protocol(threads, warmup_runs, num_runs, passes)
+    protocol = _protocol(threads, warmup_runs, num_runs, passes, input_layer_shape)
+    if input_layer_shape and not files:
+        raise EdgeeasUsageError("--input-layer-shape applies to FILE.tflite measurements; a latency table's "
+                                "models have static shapes")
     if files:
         paths = [_check_tflite(f) for f in files]
         targets = _targets(target_name, adb_serials, name, targets_file, benchmark_binary, protocol)
