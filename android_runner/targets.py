@@ -55,41 +55,116 @@ class DeviceInfo:
     latency_ms: float | None = None  # connect + handshake + getprop
 
 
-def load_targets(path: str | Path) -> dict[str, TargetSpec]:
-    """Parse ``targets.yaml``; a malformed file raises a one-line ``ValueError`` naming it."""
+def _yaml_lines(path: Path, text: str):
+    """``(data, {(name, key, ...): line})`` of a YAML text; a key given twice in one mapping, or
+    text that is not YAML, is a one-line ``ValueError`` with its line."""
     import yaml
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        pos = f", line {where.line + 1}" if where is not None else ""
+        raise ValueError(f"{path}{pos}: not valid YAML; {_EXPECTED}") from None
+    lines: dict[tuple, int] = {}
+
+    def walk(node, loc):
+        lines.setdefault(loc, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for k, v in node.value:
+                if k.value in seen:
+                    raise ValueError(f"{path}, line {k.start_mark.line + 1}: key {k.value!r} given twice "
+                                     f"(first on line {seen[k.value]}); {_EXPECTED}")
+                seen[k.value] = k.start_mark.line + 1
+                lines[loc + (k.value,)] = k.start_mark.line + 1
+                walk(v, loc + (k.value,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, loc + (i,))
+
+    if root is not None:
+        walk(root, ())
+    return yaml.safe_load(text), lines
+
+
+def _schema():
+    """The pydantic schema of one ``targets.yaml`` entry (built on first use: pydantic loads lazily)."""
+    from typing import Optional
+
+    from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+    class TargetEntry(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+
+        serial: Optional[str] = None
+        model: Optional[str] = None
+        candidates: list[str] = []
+
+        @field_validator("serial", "model")
+        @classmethod
+        def _nonempty(cls, v):
+            if v is not None and not v.strip():
+                raise ValueError("must be a non-empty string")
+            return v
+
+        @model_validator(mode="after")
+        def _one(self):
+            if (self.serial is None) == (self.model is None):
+                raise ValueError("needs exactly one of serial/model")
+            return self
+
+    return TargetEntry
+
+
+def load_targets(path: str | Path) -> dict[str, TargetSpec]:
+    """Parse ``targets.yaml`` and validate every entry against its schema up front (pydantic).
+
+    Returns:
+        ``{name: TargetSpec}`` ({} for an empty file).
+
+    Raises:
+        ValueError: one line naming the file, the line, the field and the expected form, e.g.
+            ``targets.yaml, line 3: target 'pixel': serial: Input should be a valid string (got 5555)``;
+            also for a key given twice, text that is not YAML, or an unreadable file.
+    """
+    from pydantic import ValidationError
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc}); {_EXPECTED}") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        pos = f" at line {where.line + 1}" if where is not None else ""
-        raise ValueError(f"{path}: not valid YAML{pos}; {_EXPECTED}") from None
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc}); {_EXPECTED}") from None
+    data, lines = _yaml_lines(path, text)
     if data is None:
         return {}
+    prefix: tuple = ()
     if isinstance(data, dict) and set(data) == {"targets"}:
-        data = data["targets"]
+        data, prefix = data["targets"], ("targets",)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: top level is a {type(data).__name__}; {_EXPECTED}")
+        raise ValueError(f"{path}, line {lines.get(prefix, 1)}: top level is a {type(data).__name__}; {_EXPECTED}")
+    entry = _schema()
     targets: dict[str, TargetSpec] = {}
     for name, body in data.items():
+        at = lines.get(prefix + (name,))
+        where = f"{path}, line {at}" if at else str(path)
         if not isinstance(body, dict):
-            raise ValueError(f"{path}: target {name!r} is {body!r}; {_EXPECTED}")
-        unknown = set(body) - {"serial", "model", "candidates"}
-        if unknown:
-            raise ValueError(f"{path}: target {name!r} has unknown keys {sorted(unknown)}; {_EXPECTED}")
-        serial, model = body.get("serial"), body.get("model")
-        if (serial is None) == (model is None):
-            raise ValueError(f"{path}: target {name!r} needs exactly one of serial/model; {_EXPECTED}")
-        if not isinstance(serial or model, str) or not str(serial or model).strip():
-            raise ValueError(f"{path}: target {name!r}: serial/model must be a non-empty string; {_EXPECTED}")
-        cands = body.get("candidates") or []
-        if not isinstance(cands, list) or not all(isinstance(c, str) for c in cands):
-            raise ValueError(f"{path}: target {name!r}: candidates must be a list of serials; {_EXPECTED}")
-        targets[str(name)] = TargetSpec(str(name), serial=serial, model=model, candidates=tuple(cands))
+            raise ValueError(f"{where}: target {name!r} is {body!r}; {_EXPECTED}")
+        try:
+            e = entry.model_validate(body)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = tuple(err["loc"])
+            line = next((lines[prefix + (name,) + loc[:n]] for n in range(len(loc), -1, -1)
+                         if prefix + (name,) + loc[:n] in lines), at)
+            field = ".".join(str(x) for x in loc)
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key; expected some of: candidates, model, serial"
+            got = "" if err["type"] == "extra_forbidden" else f" (got {err.get('input')!r})"
+            raise ValueError(f"{path}, line {line}: target {name!r}: {field + ': ' if field else ''}{msg}{got}; "
+                             f"{_EXPECTED}") from None
+        targets[str(name)] = TargetSpec(str(name), serial=e.serial, model=e.model, candidates=tuple(e.candidates))
     return targets
 
 

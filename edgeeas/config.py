@@ -14,12 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, ValidationError, field_validator, \
-    model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError, \
+    field_validator, model_validator
 
 from .errors import EdgeeasUsageError
 
-__all__ = ["ConfigError", "DeployConfig", "DeployScenario", "load_config", "validate_config"]
+__all__ = ["ConfigError", "DeployConfig", "DeployScenario", "FarmConfig", "FarmDevice", "FarmModel", "FarmEval",
+           "load_config", "validate_config"]
 
 
 class ConfigError(EdgeeasUsageError):
@@ -83,6 +84,90 @@ class DeployConfig(_Strict):
         return v
 
 
+def _protocol_fields(v):
+    """A farm's ``protocol:`` mapping, checked by building a :class:`device_bench.Protocol` from it."""
+    from device_bench import Protocol
+
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ValueError("must be a mapping of measurement protocol fields, e.g. {threads: 1, num_runs: 50}")
+    try:
+        Protocol.from_dict(dict(v))
+    except (TypeError, ValueError) as e:
+        raise ValueError(str(e)) from None
+    return dict(v)
+
+
+class FarmDevice(_Strict):
+    """A ``devices:`` entry in mapping form: ``{name: board, serial: 10.0.0.5:5555, protocol: {...}}``."""
+
+    name: Optional[str] = Field(default=None, min_length=1)
+    serial: Optional[str] = Field(default=None, min_length=1)
+    protocol: Optional[dict] = None
+    python: Optional[str] = None
+    benchmark_binary: Optional[str] = None
+
+    _proto = field_validator("protocol")(classmethod(lambda cls, v: _protocol_fields(v)))
+
+    @field_validator("name", "serial", mode="before")
+    @classmethod
+    def _text(cls, v):
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _named(self):
+        if not (self.name or self.serial):
+            raise ValueError("a device needs `name` and/or `serial`")
+        return self
+
+
+class FarmModel(_Strict):
+    """A ``models:`` entry in mapping form: ``{name: tiny, path: models/tiny.tflite}``."""
+
+    name: Optional[str] = Field(default=None, min_length=1)
+    path: str = Field(min_length=1)
+
+
+class FarmEval(_Strict):
+    """``eval:`` of ``farm.yaml``: the evaluation inputs (counts and a seed)."""
+
+    seed: NonNegativeInt = 0
+    random_inputs: PositiveInt = 64
+    max_images: NonNegativeInt = 0
+
+
+class FarmConfig(_Strict):
+    """``farm.yaml`` (see :mod:`edgeeas.regress.farm`): devices, models, protocol, eval, data, targets_file.
+
+    A device is ``host``, an adb serial, ``host:port``, a ``targets.yaml`` name, or a
+    :class:`FarmDevice` mapping; a model a path (or glob) or a :class:`FarmModel` mapping."""
+
+    devices: list[Union[FarmDevice, str]] = Field(min_length=1)
+    models: Optional[list[Union[FarmModel, str]]] = Field(default=None, min_length=1)
+    protocol: Optional[dict] = None
+    eval: FarmEval = FarmEval()
+    data: Optional[str] = None
+    targets_file: Optional[str] = None
+
+    _proto = field_validator("protocol")(classmethod(lambda cls, v: _protocol_fields(v)))
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _device_text(cls, v):
+        if isinstance(v, list):
+            return [str(d) if isinstance(d, int) and not isinstance(d, bool) else d for d in v]
+        return v
+
+    @field_validator("devices", "models")
+    @classmethod
+    def _nonblank(cls, v):
+        for x in v or ():
+            if isinstance(x, str) and not x.strip():
+                raise ValueError("an entry is blank")
+        return v
+
+
 def _lines(text: str) -> dict[tuple, int]:
     """``{(key, 0, key, ...): line}`` (1-based) for every mapping key and list item of a YAML text."""
     import yaml
@@ -114,8 +199,15 @@ def validate_config(model: type[BaseModel], data, path, what: str, lines: dict |
     try:
         return model.model_validate(data if data is not None else {})
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(err["loc"])
+        errs = e.errors()
+        # a union (`host` or {name:, serial:}) reports one error per member: keep the member the
+        # input was meant for (the deeper error), and drop pydantic's member tags from the field
+        mismatch = [x for x in errs if x["type"] in _UNION_MISMATCH and any(_is_tag(p) for p in x["loc"])]
+        others = [x for x in errs if x not in mismatch]
+        err = dict((others or errs)[0])
+        if not others and len(mismatch) > 1:
+            err["msg"] = "expected " + " or ".join(sorted({_TAG_NAMES.get(x["type"], x["type"]) for x in mismatch}))
+        loc = tuple(p for p in err["loc"] if not _is_tag(p))
         line = None
         for n in range(len(loc), -1, -1):
             if lines and loc[:n] in lines:
@@ -130,6 +222,17 @@ def validate_config(model: type[BaseModel], data, path, what: str, lines: dict |
         got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {err.get('input')!r})"
         at = f", line {line}" if line else ""
         raise ConfigError(f"{what} {path}{at}: {field}: {msg}{got}") from None
+
+
+_UNION_MISMATCH = {"string_type", "model_type", "dict_type", "int_type", "float_type", "int_parsing", "float_parsing"}
+_TAG_NAMES = {"string_type": "a string", "model_type": "a mapping", "dict_type": "a mapping", "int_type": "an integer",
+              "int_parsing": "an integer", "float_type": "a number", "float_parsing": "a number"}
+
+
+def _is_tag(p) -> bool:
+    """A pydantic union-member tag in an error location (``str``, ``function-after[...]``, a model name)."""
+    return isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "bool", "dict", "list")
+                                   or (p[:1].isupper() and p.isidentifier()))
 
 
 def model_fields(model: type[BaseModel], loc: tuple) -> list[str]:

@@ -49,8 +49,6 @@ __all__ = ["RegressUsageError", "DeviceEntry", "ModelEntry", "Farm", "load_farm"
 
 log = logging.getLogger(__name__)
 
-_FARM_KEYS = {"devices", "models", "protocol", "eval", "data", "targets_file"}
-_DEVICE_KEYS = {"name", "serial", "protocol", "python", "benchmark_binary"}
 # eval: settings when farm.yaml leaves them out (and for baselines that recorded fewer)
 EVAL_DEFAULTS = {"seed": 0, "random_inputs": 64, "max_images": 0}
 _FARM_FORM = ("expected `devices: [host, SERIAL, HOST:PORT, NAME, {name:, serial:, protocol:}]` and optionally "
@@ -108,21 +106,6 @@ class Farm:
         return self.path.parent
 
 
-def _check_protocol_fields(d: Any, where: str) -> dict:
-    """A copy of ``d`` if it only names ``device_bench.Protocol`` fields; None gives ``{}``."""
-    from device_bench import Protocol
-
-    if d is None:
-        return {}
-    if not isinstance(d, dict):
-        raise RegressUsageError(f"{where}: protocol must be a mapping of Protocol fields, got {d!r}")
-    names = {f.name for f in dataclasses.fields(Protocol)}
-    bad = sorted(set(d) - names)
-    if bad:
-        raise RegressUsageError(f"{where}: unknown protocol field(s) {bad}; expected some of {sorted(names)}")
-    return dict(d)
-
-
 def load_farm(path: str | os.PathLike) -> Farm:
     """Parse ``farm.yaml`` (the format is in the module docstring).
 
@@ -140,32 +123,23 @@ def load_farm(path: str | os.PathLike) -> Farm:
     path = Path(path)
     if not path.is_file():
         raise RegressUsageError(f"farm file {path} does not exist; {_FARM_FORM}")
-    from ..utils import read_yaml
+    from ..config import ConfigError, FarmConfig, FarmDevice, FarmModel, load_config
 
-    data = read_yaml(path, "farm file", RegressUsageError, _FARM_FORM)
-    if not isinstance(data, dict):
-        raise RegressUsageError(f"farm file {path}: top level is a {type(data).__name__}; {_FARM_FORM}")
-    unknown = sorted(set(data) - _FARM_KEYS)
-    if unknown:
-        raise RegressUsageError(f"farm file {path}: unknown key(s) {unknown}; {_FARM_FORM}")
-    raw_devices = data.get("devices")
-    if not isinstance(raw_devices, list) or not raw_devices:
-        raise RegressUsageError(f"farm file {path}: `devices` must be a non-empty list; {_FARM_FORM}")
+    # the whole file against its schema first (edgeeas.config.FarmConfig): one line with the line number
+    try:
+        cfg = load_config(FarmConfig, path, "farm file", _FARM_FORM)
+    except ConfigError as e:
+        raise RegressUsageError(f"{e}; {_FARM_FORM}") from None
     devices = []
-    for d in raw_devices:
-        if isinstance(d, (str, int)) and str(d).strip():
-            devices.append(DeviceEntry(None, str(d).strip()))
-        elif isinstance(d, dict):
-            bad = sorted(set(d) - _DEVICE_KEYS)
-            if bad or not (d.get("name") or d.get("serial")):
-                raise RegressUsageError(f"farm file {path}: device {d!r} needs `name` and/or `serial` "
-                                        f"(allowed keys {sorted(_DEVICE_KEYS)}); {_FARM_FORM}")
-            extra = {k: d[k] for k in ("python", "benchmark_binary") if d.get(k) is not None}
-            devices.append(DeviceEntry(d.get("name"), str(d.get("name") or d.get("serial")), d.get("serial"),
-                                       _check_protocol_fields(d.get("protocol"), f"farm file {path}: device {d!r}"),
-                                       extra))
+    for d in cfg.devices:
+        if isinstance(d, FarmDevice):
+            extra = {k: getattr(d, k) for k in ("python", "benchmark_binary") if getattr(d, k) is not None}
+            devices.append(DeviceEntry(d.name, str(d.name or d.serial), d.serial, dict(d.protocol or {}), extra))
         else:
-            raise RegressUsageError(f"farm file {path}: bad device entry {d!r}; {_FARM_FORM}")
+            devices.append(DeviceEntry(None, d.strip()))
+    data = {"models": None if cfg.models is None else
+            [{"name": m.name, "path": m.path} if isinstance(m, FarmModel) else m for m in cfg.models],
+            "protocol": cfg.protocol, "eval": cfg.eval.model_dump(), "data": cfg.data, "targets_file": cfg.targets_file}
     models = None
     if data.get("models") is not None:
         raw = data["models"]
@@ -175,8 +149,6 @@ def load_farm(path: str | os.PathLike) -> Farm:
         for m in raw:
             name = None
             if isinstance(m, dict):
-                if set(m) - {"name", "path"} or not isinstance(m.get("path"), str):
-                    raise RegressUsageError(f"farm file {path}: bad model entry {m!r}; {_FARM_FORM}")
                 name, m = m.get("name"), m["path"]
             if not isinstance(m, str) or not m.strip():
                 raise RegressUsageError(f"farm file {path}: bad model entry {m!r}; {_FARM_FORM}")
@@ -193,15 +165,8 @@ def load_farm(path: str | os.PathLike) -> Farm:
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
             raise RegressUsageError(f"farm file {path}: model(s) listed twice: {dup}")
-    proto = _check_protocol_fields(data.get("protocol"), f"farm file {path}")
-    ev = data.get("eval") or {}
-    if not isinstance(ev, dict) or set(ev) - set(EVAL_DEFAULTS) or \
-            not all(isinstance(v, int) and v >= 0 for v in ev.values()):
-        raise RegressUsageError(f"farm file {path}: `eval` takes non-negative integers {sorted(EVAL_DEFAULTS)}, "
-                                f"got {ev!r}")
-    ev = {**EVAL_DEFAULTS, **ev}
-    if ev["random_inputs"] < 1:
-        raise RegressUsageError(f"farm file {path}: eval.random_inputs must be >= 1")
+    proto = dict(data.get("protocol") or {})
+    ev = {**EVAL_DEFAULTS, **data["eval"]}
     data_path = data.get("data")
     if data_path is not None:
         data_path = str(path.parent / str(data_path))
