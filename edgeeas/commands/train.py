@@ -24,37 +24,49 @@ def _epoch_list(text: str) -> tuple[int, ...]:
 
 @click.group(cls=LazyGroup, lazy={"generator": "edgeeas.commands.generator:train_generator"})
 def train():
-    """Train the supernet (or, later, the architecture generator)."""
+    """Train the supernet (``supernet``) or the architecture generator (``generator``)."""
 
 
 @train.command("supernet")
 @data_option
-@click.option("--out", default="runs/default", show_default=True, help="run directory (args.yaml, summary.csv, checkpoints)")
+@click.option("--out", default="runs/default", show_default=True,
+              help="run directory (args.yaml, summary.csv, steps.jsonl, last.pt, supernet.pt)")
 @click.option("--epochs", default=12, show_default=True, type=click.IntRange(1),
-              help="passes over the training split (the cosine schedule spans them)")
+              help="passes over the training split (the warm-up and cosine schedule span them)")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1),
               help="images per step (per process under torchrun)")
 @click.option("--lr", default=0.1, show_default=True, type=click.FloatRange(0, min_open=True),
-              help="peak SGD learning rate of the cosine schedule")
+              help="peak SGD learning rate (Nesterov momentum 0.9), reached after 1 epoch of linear warm-up, then "
+                   "cosine decay to 0 over the remaining epochs")
 @click.option("--weight-decay", default=5e-5, show_default=True, type=click.FloatRange(0),
-              help="SGD weight decay")
+              help="SGD weight decay (L2 coefficient) on conv and linear weights, not on BN or biases")
 @click.option("--superclass-dropout", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True),
-              help="probability of dropping each superclass at a step (0 turns superclass dropout off)")
+              help="probability of dropping each superclass, independently, at a step; the logits of dropped "
+                   "superclasses' classes are masked and their images skipped (0 turns it off; if all drop, "
+                   "one is kept)")
 @click.option("--num-random", default=1, show_default=True, type=click.IntRange(0),
-              help="random subnets per step, besides the largest and the smallest (sandwich rule)")
+              help="random subnets per step, besides the largest and the smallest (sandwich rule; each "
+                   "subnet is one forward/backward pass)")
 @click.option("--kd-ratio", default=1.0, show_default=True, type=click.FloatRange(0),
-              help="weight of in-place distillation from the largest subnet")
+              help="weight of in-place distillation: KL divergence of every other subnet to the largest "
+                   "subnet's soft predictions, added to its loss (0 turns it off)")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="seed of the sampled subnets, dropped superclasses and data order (offset by rank)")
-@click.option("--threads", default=0, type=click.IntRange(0), help="torch threads per process (0: torch's default)")
-@click.option("--max-steps", default=0, type=click.IntRange(0), help="stop after this many steps (for smoke tests)")
-@click.option("--train-subset", default=0, type=click.IntRange(0), help="train on this many images only (for smoke tests)")
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(0),
+              help="torch threads per process (0: torch's default)")
+@click.option("--max-steps", default=0, show_default=True, type=click.IntRange(0),
+              help="stop after this many SGD steps in total, counted over epochs (0: no limit; for smoke tests)")
+@click.option("--train-subset", default=0, show_default=True, type=click.IntRange(0),
+              help="train on a seeded sample of this many training images (0: all; for smoke tests)")
 @click.option("--eval-images", default=2000, show_default=True, type=click.IntRange(1),
-              help="test images for the per-epoch accuracy in summary.csv")
+              help="test images (a seeded sample) on which summary.csv reports each epoch's top-1 of the "
+                   "smallest and largest subnets, after BN recalibration on 1,000 training images")
 @click.option("--checkpoint-minutes", default=5.0, show_default=True, type=click.FloatRange(0),
-              help="also checkpoint mid-epoch this often")
+              help="minutes between mid-epoch checkpoints (last.pt), besides the one at every epoch's end "
+                   "(0: after every step)")
 @click.option("--keep-epochs", default="", metavar="N,M", callback=lambda c, p, v: _epoch_list(v),
-              help="after these epochs also keep a resumable copy epochNN.pt (a fork point for --init-from)")
+              help="after these epochs (1-based) also keep a resumable copy epochNN.pt (a fork point for "
+                   "--init-from)  [default: none]")
 @click.option("--init-from", default="", metavar="CKPT",
               help="start this new run from another run's end-of-epoch checkpoint (epochNN.pt or last.pt): "
                    "weights, optimizer, schedule position and history; the other options may differ (a fork)")
