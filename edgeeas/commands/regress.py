@@ -21,31 +21,31 @@ class _UsageExit(click.ClickException):
 @click.option("--out", "out_dir", default="regress-out", show_default=True,
               help="report folder: junit.xml, regress.json, report.html")
 @click.option("--latency-tol", default=0.10, show_default=True, type=click.FloatRange(0),
-              help="relative latency tolerance before widening by the measured spread")
-@click.option("--spread-weight", default=1.0, show_default=True, type=click.FloatRange(0),
-              help="k in allowed = latency-tol + k (min(spread_base, cap) + min(spread_now, cap))")
-@click.option("--spread-cap", default=0.10, show_default=True, type=click.FloatRange(0),
-              help="one measurement's spread widens the tolerance by at most this much")
+              help="allowed slowdown over the baseline, a fraction (0.10 = +10 %), judged by the noise-aware "
+                   "verdict: PASS, FAIL or INCONCLUSIVE")
 @click.option("--accuracy-tol", default=1.0, show_default=True, type=click.FloatRange(0),
               help="allowed accuracy drop, percentage points")
-@click.option("--confirm", default=2, show_default=True, type=click.IntRange(0),
-              help="re-measurements of a suspected latency regression before it is reported")
-@click.option("--repeats", default=None, type=click.IntRange(1),
-              help="measurements per model, the middle one kept (default: 3 with --update-baseline, else 1)")
+@click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="confidence of the latency verdict's interval")
+@click.option("--max-passes", default=15, show_default=True, type=click.IntRange(3),
+              help="cap of passes (runner processes) per model before a latency verdict is INCONCLUSIVE")
+@click.option("--baseline-passes", default=None, type=click.IntRange(1),
+              help="passes per model when recording a baseline [default: the verdict's first look, 9]")
 @click.option("--jobs", default=0, type=click.IntRange(0), help="devices measured at once (0: all)")
 @click.option("--data", default=None, help="CIFAR-100 for models with a manifest (default: farm.yaml `data`, "
                                            "$EDGEEAS_DATA, ./data)")
 @click.option("--retries", default=1, show_default=True, type=click.IntRange(0),
               help="retries of a device that drops out")
 @click.option("--quiet", is_flag=True, help="print only the verdict and warnings")
-def regress(farm_path, baseline_path, update_baseline, out_dir, latency_tol, spread_weight, spread_cap, accuracy_tol, confirm,
-            repeats, jobs, data, retries, quiet):
+def regress(farm_path, baseline_path, update_baseline, out_dir, latency_tol, accuracy_tol, confidence, max_passes,
+            baseline_passes, jobs, data, retries, quiet):
     """Check every device x model of FARM against BASELINE; write JUnit XML, JSON and HTML reports.
 
     \b
     Exit status: 0 all checks pass, 1 a regression (latency or accuracy),
-    2 a usage or infrastructure error (bad file, unreachable device: never a pass).
-    2 wins over 1: a run that could not reach a device is not a complete check.
+    2 a usage or infrastructure error (bad file, unreachable device: never a pass),
+    3 a latency verdict INCONCLUSIVE (the device too noisy to tell within --max-passes).
+    2 wins over 1, 1 over 3: a run that could not reach a device is not a complete check.
     \b
       edgeeas regress --farm farm.yaml --baseline baseline.json --update-baseline
       edgeeas regress --farm farm.yaml --baseline baseline.json --out regress-out
@@ -65,10 +65,10 @@ def regress(farm_path, baseline_path, update_baseline, out_dir, latency_tol, spr
         check_output_dir(out_dir, "--out folder")
         if update_baseline:
             check_output_file(baseline_path, "--baseline file")
-        tol = Tolerances(latency_rel=latency_tol, spread_weight=spread_weight, spread_cap=spread_cap, accuracy_pp=accuracy_tol,
-                         confirm=confirm)
+        tol = Tolerances(latency_rel=latency_tol, accuracy_pp=accuracy_tol, confidence=confidence,
+                         max_passes=max_passes)
         farm = load_farm(farm_path)
-        res = run_regress(farm, baseline_path, update=update_baseline, tolerances=tol, jobs=jobs, repeats=repeats,
+        res = run_regress(farm, baseline_path, update=update_baseline, tolerances=tol, jobs=jobs, base_passes=baseline_passes,
                           data=data, retries=retries, log_fn=say, command=command_line())
     except RegressUsageError as e:
         raise _UsageExit(str(e)) from None
@@ -102,8 +102,9 @@ def regress(farm_path, baseline_path, update_baseline, out_dir, latency_tol, spr
         else:
             click.echo(f"baseline NOT written: {n['error']} error(s); report {paths['html']}", err=True)
     else:
-        verdict = {0: "PASS", 1: "REGRESSION", 2: "ERROR"}[code]
-        click.echo(f"{verdict}: {n['pass']} passed, {n['fail']} failed, {n['error']} errors "
+        verdict = {0: "PASS", 1: "REGRESSION", 2: "ERROR", 3: "INCONCLUSIVE"}[code]
+        click.echo(f"{verdict}: {n['pass']} passed, {n['fail']} failed, {n['inconclusive']} inconclusive, "
+                   f"{n['error']} errors "
                    f"({len(res.devices)} device(s) x {len(res.models)} model(s), {res.seconds:.1f} s); "
                    f"junit {paths['junit']}, report {paths['html']}")
     sys.exit(code)
@@ -126,7 +127,7 @@ def _problem_lines(cases) -> list[str]:
     metric with the same message, which is said once, with how many checks it cost."""
     seen: dict[tuple[str, str], int] = {}
     for c in cases:
-        if c.status in ("fail", "error"):
+        if c.status in ("fail", "error", "inconclusive"):
             key = (c.status, c.message)
             seen[key] = seen.get(key, 0) + 1
     return [f"{status.upper()}: {msg}" + (f" ({n} checks)" if n > 1 else "") for (status, msg), n in seen.items()]

@@ -9,7 +9,9 @@
      devices{NAME: {kind, serial, protocol{threads, runner_version, ...}, fingerprint{...},
                     models{KEY: {latency{value_ms, median_ms, p90_ms, std_ms, spread, runs_us[], attempts_ms[],
                                          command},
-                                 accuracy{mode, metric, accuracy_pct, n, top1[]}}}}}}
+                                 accuracy{mode, metric, accuracy_pct, n, top1[],
+                                          device_vs_host{top1_agreement_pct, accuracy_diff_points,
+                                                         mcnemar_p, status, ...} (labels mode)}}}}}}
 
 The baseline is only written when every device succeeded.
 """

@@ -1,22 +1,17 @@
-"""The checks: latency (relative, noise-aware) and accuracy (absolute), and the warnings about setups.
+"""The checks: latency (noise-aware, relative to the baseline) and accuracy (absolute), and setup warnings.
 
-Latency check (noise-aware).  ``v`` is the protocol's statistic (median by default) and
-``s = (p90 - median) / median`` the measured spread of one measurement::
+Latency check: the noise-aware verdict of :mod:`edgeeas.verdict`, with the budget set at
+``baseline value * (1 + latency_rel)`` (default +10 %).  The model is measured pass after pass
+(one runner process each, the models of a device together) until the confidence interval of
+the median of the pass values is clear of that budget, or ``max_passes`` passes are spent:
 
-    ratio   = v_now / v_base - 1
-    allowed = latency_rel + spread_weight * (min(s_base, spread_cap) + min(s_now, spread_cap))
-    fail  if ratio > allowed, confirmed by ``confirm`` re-measurements (the lowest value is kept)
+* ``pass``: the interval's upper end is at or under the budget (no regression beyond the tolerance);
+* ``fail``: its lower end is over it (a regression, exit 1);
+* ``inconclusive``: the interval still straddles the budget (too noisy here to tell; exit 3
+  when nothing failed or errored).  The message gives the interval and the measured spread.
 
-Defaults 0.10, 1.0, 0.10, confirm 2.  The spread terms widen the tolerance as much as the two
-measurements are noisy: on a quiet phone (s ~ 1-2 %) the check stays near ``latency_rel``; on
-a loaded machine bursts of stolen CPU both widen the run distribution and shift one
-invocation's median, and the widening absorbs that shift instead of raising a false alarm.
-The cap keeps one burst-ridden measurement (p90 at several times the median: seen on the
-loaded 2-core CI machine) from widening the check into uselessness; such bursts mostly
-inflate the tail, and the confirming re-measurements deal with the rest.  A suspected
-regression is re-measured before it is reported (a real slowdown reproduces, a burst of
-load rarely does twice).  Baselines are recorded as the middle of ``repeats`` measurements
-so that one lucky (fast) baseline does not make every later run look slow.
+The baseline's figure is the median of its own passes (``--update-baseline`` measures the
+verdict's first-look count of passes, 9 by default), taken as the reference.
 
 Accuracy check (absolute, percentage points): fail when
 ``accuracy_pct_now < accuracy_pct_base - accuracy_pp`` (the two evaluation modes are
@@ -43,22 +38,40 @@ _QUIET = ("num_runs", "warmup_runs", "min_secs", "warmup_min_secs", "statistic")
 
 @dataclass(frozen=True)
 class Tolerances:
-    """How far a check may move before it fails (see the module docstring for the formula).
+    """How far a check may move before it fails, and how sure a latency verdict must be.
+
+    Args:
+        latency_rel: allowed slowdown, a fraction of the baseline's figure (0.10 = +10 %).
+        accuracy_pp: allowed accuracy drop, percentage points.
+        confidence: of the latency verdict's interval (0.95).
+        max_passes: the cap of passes per model before a straddling interval is INCONCLUSIVE.
 
     Raises:
-        RegressUsageError: a negative value.
+        RegressUsageError: a negative tolerance, a confidence outside (0, 1), or max_passes < 3.
     """
 
-    latency_rel: float = 0.10      # relative, before widening
-    spread_weight: float = 1.0     # k in allowed = latency_rel + k (min(s_base, cap) + min(s_now, cap))
-    spread_cap: float = 0.10       # one measurement's spread counts at most this much
-    accuracy_pp: float = 1.0       # absolute, percentage points
-    confirm: int = 2               # re-measurements of a suspected latency regression
+    latency_rel: float = 0.10
+    accuracy_pp: float = 1.0
+    confidence: float = 0.95
+    max_passes: int = 15
 
     def __post_init__(self):
-        if not (self.latency_rel >= 0 and self.spread_weight >= 0 and self.spread_cap >= 0 and self.accuracy_pp >= 0
-                and self.confirm >= 0):
+        if not (self.latency_rel >= 0 and self.accuracy_pp >= 0):
             raise RegressUsageError(f"tolerances must be >= 0, got {self}")
+        if not 0 < self.confidence < 1:
+            raise RegressUsageError(f"confidence must be in (0, 1), got {self.confidence!r}")
+        if self.max_passes < 3:
+            raise RegressUsageError(f"max_passes must be at least 3, got {self.max_passes!r}")
+
+    def rule(self):
+        """The :class:`edgeeas.verdict.VerdictRule` of the latency check."""
+        from ..verdict import VerdictRule
+
+        return VerdictRule(confidence=self.confidence, min_passes=3, max_passes=self.max_passes)
+
+    def budget_ms(self, base: dict) -> float:
+        """The latency budget against a baseline latency record: ``value_ms * (1 + latency_rel)``."""
+        return float(base["value_ms"]) * (1.0 + self.latency_rel)
 
 
 @dataclass
@@ -66,7 +79,7 @@ class Case:
     """One check of one device x model x metric, as the reports show it.
 
     ``base`` and ``now`` are in the metric's unit: milliseconds for ``latency``, percent for
-    ``accuracy``; ``status`` is ``pass``, ``fail``, ``error`` (the device failed) or
+    ``accuracy``; ``status`` is ``pass``, ``fail``, ``inconclusive`` (latency too noisy to tell), ``error`` (the device failed) or
     ``recorded`` (an ``--update-baseline`` run); ``details`` holds the check's figures
     (``ratio``/``allowed`` or ``delta_pp``).
     """
@@ -74,7 +87,7 @@ class Case:
     device: str
     model: str
     metric: str                     # "latency" | "accuracy"
-    status: str                     # "pass" | "fail" | "error" | "recorded"
+    status: str                     # "pass" | "fail" | "inconclusive" | "error" | "recorded"
     message: str = ""
     base: float | None = None
     now: float | None = None
@@ -86,22 +99,26 @@ class Case:
         return dataclasses.asdict(self)
 
 
-def latency_check(base: dict, now: dict, tol: Tolerances) -> tuple[bool, dict]:
-    """Does ``now`` pass against ``base``?
+def latency_check(base: dict, now: dict, tol: Tolerances, final: bool = True):
+    """The noise-aware verdict of ``now`` against ``base`` (see the module docstring).
 
     Args:
-        base, now: latency records with ``value_ms`` (milliseconds) and ``spread``
-            (``(p90 - median) / median``, a fraction).
+        base: the baseline's latency record (``value_ms``, milliseconds).
+        now: this run's record: ``pass_runs_us`` (one list of run times in microseconds per pass)
+            and ``pass_values_ms`` (each pass's figure, milliseconds).
         tol: the tolerances.
+        final: no more passes will come (a straddling interval is then INCONCLUSIVE for good).
 
     Returns:
-        ``(ok, {"ratio": now / base - 1, "allowed": the widened tolerance})``, both fractions;
-        a baseline of 0 ms gives an infinite ratio (a failure).
+        The :class:`edgeeas.verdict.LatencyVerdict` against ``tol.budget_ms(base)``.
     """
-    ratio = now["value_ms"] / base["value_ms"] - 1.0 if base["value_ms"] > 0 else math.inf
-    allowed = tol.latency_rel + tol.spread_weight * (min(base["spread"], tol.spread_cap)
-                                                     + min(now["spread"], tol.spread_cap))
-    return ratio <= allowed, {"ratio": ratio, "allowed": allowed}
+    from ..verdict import latency_verdict
+
+    rule = tol.rule()
+    _, alpha = rule.looks()
+    return latency_verdict([[r / 1e3 for r in runs] for runs in now["pass_runs_us"]], tol.budget_ms(base), rule,
+                           statistic=now.get("statistic") or "median", final=final, alpha=alpha,
+                           pass_values_ms=now["pass_values_ms"])
 
 
 def accuracy_check(base: dict, now: dict, tol: Tolerances) -> tuple[bool, float]:
@@ -165,23 +182,35 @@ def device_cases(name: str, run: "DeviceRun", bdev: dict | None, model_keys: Ite
                 continue
             brec = bdev["models"][key][metric]
             if metric == "latency":
-                ok, det = latency_check(brec, rec, tolerances)
-                msg = (f"{name} {key}: latency {rec['value_ms']:.4g} ms vs baseline {brec['value_ms']:.4g} ms "
-                       f"({det['ratio'] * 100:+.1f} %, allowed +{det['allowed'] * 100:.1f} % = "
-                       f"{tolerances.latency_rel * 100:g} % + {tolerances.spread_weight:g} x spread "
-                       f"({brec['spread'] * 100:.1f} % + {rec['spread'] * 100:.1f} %, each capped at "
-                       f"{tolerances.spread_cap * 100:g} %))")
-                det.update(base_p90_ms=brec.get("p90_ms"), now_p90_ms=rec.get("p90_ms"),
-                           base_spread=brec["spread"], now_spread=rec["spread"],
-                           attempts_ms=rec.get("attempts_ms"))
-                cases.append(Case(name, key, metric, "pass" if ok else "fail", msg, brec["value_ms"],
-                                  rec["value_ms"], det))
+                v = rec.get("verdict")
+                if v is None:
+                    cases.append(Case(name, key, metric, "error", f"{name} {key}: no latency verdict measured"))
+                    continue
+                ratio = rec["value_ms"] / brec["value_ms"] - 1.0 if brec["value_ms"] > 0 else math.inf
+                ci = (f"{v['confidence'] * 100:g} % CI {v['ci_low_ms']:.4g}-{v['ci_high_ms']:.4g} ms"
+                      if v.get("ci_low_ms") is not None else "no interval")
+                status = {"PASS": "pass", "FAIL": "fail"}.get(v["status"], "inconclusive")
+                msg = (f"{name} {key}: latency {v['status']}: {rec['value_ms']:.4g} ms ({ratio * 100:+.1f} %; {ci}, "
+                       f"{v['passes']} passes, spread {v['spread'] * 100:.1f} %) vs baseline {brec['value_ms']:.4g} ms "
+                       f"+ {tolerances.latency_rel * 100:g} % = {v['budget_ms']:.4g} ms"
+                       + (": too noisy to tell within the cap of passes" if status == "inconclusive" else ""))
+                det = {"ratio": ratio, "allowed": tolerances.latency_rel, "budget_ms": v["budget_ms"],
+                       "ci_low_ms": v.get("ci_low_ms"), "ci_high_ms": v.get("ci_high_ms"), "passes": v["passes"],
+                       "spread": v["spread"], "base_spread": brec["spread"], "verdict": v["status"],
+                       "pass_values_ms": v["pass_values_ms"], "base_p90_ms": brec.get("p90_ms"),
+                       "now_p90_ms": rec.get("p90_ms")}
+                cases.append(Case(name, key, metric, status, msg, brec["value_ms"], rec["value_ms"], det))
             else:
                 ok, delta = accuracy_check(brec, rec, tolerances)
                 msg = (f"{name} {key}: {rec['metric']} {rec['accuracy_pct']:.2f} % vs baseline "
                        f"{brec['accuracy_pct']:.2f} % ({delta:+.2f} pp, allowed -{tolerances.accuracy_pp:g} pp)")
+                dvh = rec.get("device_vs_host")
+                if dvh:
+                    msg += (f"; device vs host top-1 agreement {dvh['top1_agreement_pct']:.1f} %, accuracy "
+                            f"{dvh['accuracy_diff_points']:+.2f} pp ({dvh['status']})")
                 det = {"delta_pp": delta, "mode": rec["mode"], "n": rec["n"],
-                       "agreement_pct": rec.get("agreement_pct")}
+                       "agreement_pct": rec.get("agreement_pct"), "device_vs_host": dvh,
+                       "base_device_vs_host": brec.get("device_vs_host")}
                 cases.append(Case(name, key, metric, "pass" if ok else "fail", msg, brec["accuracy_pct"],
                                   rec["accuracy_pct"], det))
     return cases

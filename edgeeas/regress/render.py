@@ -45,13 +45,13 @@ def render_junit(res: RegressResult) -> str:
 
     c = res.counts()
     root = ET.Element("testsuites", name="edgeeas regress", tests=str(len(res.cases)), failures=str(c["fail"]),
-                      errors=str(c["error"]), time=f"{res.seconds:.3f}")
+                      errors=str(c["error"]), skipped=str(c["inconclusive"]), time=f"{res.seconds:.3f}")
     for name, run in res.devices.items():
         cases = [x for x in res.cases if x.device == name]
         suite = ET.SubElement(root, "testsuite", name=f"regress.{name}", tests=str(len(cases)),
                               failures=str(sum(x.status == "fail" for x in cases)),
                               errors=str(sum(x.status == "error" for x in cases)),
-                              skipped="0", time=f"{run.seconds:.3f}")
+                              skipped=str(sum(x.status == "inconclusive" for x in cases)), time=f"{run.seconds:.3f}")
         props = ET.SubElement(suite, "properties")
         for k, v in (("kind", run.kind), ("serial", run.serial), ("attempts", run.attempts),
                      ("protocol", json.dumps(run.protocol, sort_keys=True)),
@@ -64,6 +64,8 @@ def render_junit(res: RegressResult) -> str:
                 ET.SubElement(tc, "failure", message=x.message, type=f"{x.metric}-regression").text = x.message
             elif x.status == "error":
                 ET.SubElement(tc, "error", message=x.message, type="infrastructure").text = x.message
+            elif x.status == "inconclusive":  # neither a pass nor a regression: too noisy to tell
+                ET.SubElement(tc, "skipped", message=x.message, type="inconclusive").text = x.message
             elif x.message:
                 ET.SubElement(tc, "system-out").text = x.message
         mine = [w for w in res.warnings if name in w] or []
@@ -124,8 +126,8 @@ def _plots(res: RegressResult) -> list[tuple[str, str]]:
                 ax.bar(i + w / 2 if b else i, now["value_ms"], w, color=col,
                        yerr=[[0], [max(0, now["p90_ms"] - now["median_ms"])]], capsize=3,
                        label="now" if i == 0 else None)
-                if case and case.base is not None:
-                    ax.plot([i - w, i + w], [case.base * (1 + case.details["allowed"])] * 2, color="k", lw=1,
+                if case and case.base is not None and case.details.get("budget_ms"):
+                    ax.plot([i - w, i + w], [case.details["budget_ms"]] * 2, color="k", lw=1,
                             ls="--", label="allowed" if i == 0 else None)
             elif res.devices[d].error:
                 ax.text(i, 0, "error", ha="center", va="bottom", color="#d64545", fontsize=8, rotation=90)
@@ -189,12 +191,14 @@ def render_html(res: RegressResult, out_dir: Path | None = None) -> str:
     e = html.escape
     c = res.counts()
     code = res.exit_code
-    verdict = {0: ("PASS", "#1e8e3e"), 1: ("REGRESSION", "#d64545"), 2: ("ERROR", "#b7791f")}[code]
+    verdict = {0: ("PASS", "#1e8e3e"), 1: ("REGRESSION", "#d64545"), 2: ("ERROR", "#b7791f"),
+               3: ("INCONCLUSIVE", "#8a6d00")}[code]
     if res.mode == "update":
         verdict = ("BASELINE RECORDED" if code == 0 else "BASELINE NOT RECORDED", verdict[1])
     rows = []
     for x in res.cases:
-        col = {"pass": "#1e8e3e", "fail": "#d64545", "error": "#b7791f", "recorded": "#555"}[x.status]
+        col = {"pass": "#1e8e3e", "fail": "#d64545", "inconclusive": "#8a6d00", "error": "#b7791f",
+               "recorded": "#555"}[x.status]
         base = "" if x.base is None else f"{x.base:.4g}"
         now = "" if x.now is None else f"{x.now:.4g}"
         rows.append(f"<tr><td>{e(x.device)}</td><td>{e(x.model)}</td><td>{x.metric}</td>"
@@ -220,12 +224,11 @@ td,th{{border:1px solid #ccc;padding:3px 7px;text-align:left}} th{{background:#f
 padding:.5em 1em}} figure{{display:inline-block;margin:1em 1em 0 0}} img{{max-width:100%}}
 figcaption{{font-size:12px;color:#555}}</style></head><body>
 <h1>edgeeas regress</h1>
-<p class="verdict">{verdict[0]} <small>(exit {code}: {c['pass']} passed, {c['fail']} failed, {c['error']} errors)</small></p>
+<p class="verdict">{verdict[0]} <small>(exit {code}: {c['pass']} passed, {c['fail']} failed, {c['inconclusive']} inconclusive, {c['error']} errors)</small></p>
 <p>farm <code>{e(res.farm)}</code>, baseline <code>{e(res.baseline_path)}</code>, {len(res.devices)} device(s) x
-{len(res.models)} model(s), {res.seconds:.1f} s. Latency allowed: {tol.latency_rel * 100:g} % +
-{tol.spread_weight:g} x (spread<sub>base</sub> + spread<sub>now</sub>), spread = (p90 - median) / median capped at
-{tol.spread_cap * 100:g} %,
-{tol.confirm} confirming re-measurement(s); accuracy allowed: -{tol.accuracy_pp:g} pp.</p>
+{len(res.models)} model(s), {res.seconds:.1f} s. Latency allowed: +{tol.latency_rel * 100:g} % over the baseline,
+judged by a noise-aware verdict ({tol.confidence * 100:g} % interval of the median of pass values, at most
+{tol.max_passes} passes: PASS, FAIL or INCONCLUSIVE); accuracy allowed: -{tol.accuracy_pp:g} pp.</p>
 {f'<div class="warn"><b>Warnings</b><ul>{warn}</ul></div>' if warn else ''}
 <h2>Plots</h2>{plots}
 <h2>Checks</h2><table><tr><th>device</th><th>model</th><th>metric</th><th>status</th><th>baseline</th><th>now</th>

@@ -2,7 +2,8 @@
 
     from edgeeas.regress import load_farm, run_regress, Tolerances, write_reports
     res = run_regress(load_farm("farm.yaml"), "baseline.json", tolerances=Tolerances(latency_rel=0.10))
-    res.exit_code          # 0 all pass, 1 a regression, 2 an unreachable device / infrastructure error
+    res.exit_code          # 0 all pass, 1 a regression, 2 an unreachable device / infrastructure error,
+                           # 3 a latency verdict too noisy to tell (INCONCLUSIVE)
     write_reports(res, "regress-out")   # junit.xml, regress.json, report.html (+ PNGs)
 
 Accuracy is one metric in two evaluation modes:
@@ -59,6 +60,7 @@ class EvalSet:
     labels: np.ndarray | None       # fine-class ids (labels mode)
     classes: list[int] | None
     desc: dict
+    host_outputs: np.ndarray | None = None   # the host's outputs on ``inputs`` (labels mode, computed once)
 
     def score(self, outputs: np.ndarray, ref_top1: list[int] | None) -> dict:
         """The accuracy record of a device's ``outputs`` (``[N, classes]``, any dtype).
@@ -126,11 +128,87 @@ def _eval_set(model: ModelEntry, ev: dict, data: str | None, dataset_cache: dict
 
 
 # ---- one device ---------------------------------------------------------------------------------
-def _lat_record(m) -> dict:
-    """A ``device_bench`` measurement as the baseline's latency record (milliseconds, runs in us)."""
+def _lat_record(passes: list) -> dict:
+    """Per-pass ``device_bench`` measurements as a latency record: the combined figure
+    (:func:`device_bench.combine_passes`, milliseconds), every pass's value and runs (us)."""
+    from device_bench import combine_passes
+
+    m = combine_passes(passes)
     return {"value_ms": m.value_ms, "median_ms": m.median_ms, "p90_ms": m.p90_ms, "std_ms": m.std_ms,
             "spread": m.spread if math.isfinite(m.spread) else 1.0, "runs_us": list(m.runs_us),
-            "count": m.count, "statistic": m.protocol.statistic, "command": m.command}
+            "count": m.count, "statistic": m.protocol.statistic, "command": passes[-1].command,
+            "passes": len(passes), "pass_values_ms": [p.value_ms for p in passes],
+            "pass_runs_us": [list(p.runs_us) for p in passes]}
+
+
+def _measure_latency(target, by_path: dict, baseline_models: dict | None, tol: Tolerances,
+                     base_passes: int, log_fn: Callable[[str], None], name: str) -> dict:
+    """Per-pass measurements of every path (one runner process per pass for all pending models).
+
+    Recording a baseline (``baseline_models`` None): ``base_passes`` passes of each.  Checking:
+    passes until every model's noise-aware verdict (:func:`~edgeeas.regress.checks.latency_check`)
+    is clear of its budget at one of the rule's looks, or ``tol.max_passes`` are spent.
+
+    Returns:
+        ``{path: latency record}`` with ``verdict`` (a dict) when checking.
+    """
+    rule = tol.rule()
+    looks, _ = rule.looks()
+    cap = base_passes if baseline_models is None else rule.max_passes
+    passes: dict[str, list] = {p: [] for p in by_path}
+    pending = set(by_path)
+    verdicts: dict[str, dict] = {}
+    saved = target.protocol
+    target.protocol = dataclasses.replace(saved, passes=1)   # a pass = one runner process
+    try:
+        for n in range(1, cap + 1):
+            got = target.measure_many([Path(p) for p in sorted(pending)])
+            for p, meas in got.items():
+                passes[p].append(meas)
+            if baseline_models is None or (n not in looks and n < cap):
+                continue
+            for p in sorted(pending):
+                rec = _lat_record(passes[p])
+                vs = [latency_check(baseline_models[m.key]["latency"], rec, tol, final=n >= cap)
+                      for m in by_path[p]]
+                if n >= cap or all(v.status != "INCONCLUSIVE" for v in vs):
+                    verdicts[p] = vs[0].to_dict()
+                    pending.discard(p)
+            if not pending:
+                break
+            if n >= looks[0]:
+                log_fn(f"{name}: {len(pending)} model(s) still too close to their budget after {n} passes")
+    finally:
+        target.protocol = saved
+    out = {}
+    for p in by_path:
+        rec = _lat_record(passes[p])
+        rec["protocol"] = passes[p][-1].protocol.to_dict()  # as the runner reported it (versions filled in)
+        if p in verdicts:
+            rec["verdict"] = verdicts[p]
+        out[p] = rec
+    return out
+
+
+_HOST_LOCK = threading.Lock()
+
+
+def _device_vs_host(model: ModelEntry, ev: EvalSet, outputs: np.ndarray, target) -> dict:
+    """:func:`edgeeas.validation.compare_with_host` of a device's ``outputs`` with the host's on the
+    same inputs (the host's computed once per model): top-1 agreement with its Wilson bound,
+    device - host accuracy with McNemar's p, and the default tolerances' status."""
+    from ..targets import HostTarget
+    from ..validation import compare_with_host
+
+    with _HOST_LOCK:
+        if ev.host_outputs is None:
+            ev.host_outputs = outputs if getattr(target, "is_local", False) else \
+                HostTarget(protocol=target.protocol).evaluate(model.path, ev.inputs)
+    pos = {c: i for i, c in enumerate(ev.classes)}
+    labels = np.asarray([pos[int(y)] for y in ev.labels])
+    n = len(labels)
+    return compare_with_host(np.asarray(outputs).reshape(n, -1), np.asarray(ev.host_outputs).reshape(n, -1),
+                             labels).to_dict()
 
 
 @dataclass
@@ -150,7 +228,7 @@ class DeviceRun:
 
 
 def _device_job(target, models: list[ModelEntry], evals: dict[str, EvalSet], baseline: dict | None,
-                tol: Tolerances, repeats: int, run: DeviceRun, log_fn: Callable[[str], None]) -> DeviceRun:
+                tol: Tolerances, base_passes: int, run: DeviceRun, log_fn: Callable[[str], None]) -> DeviceRun:
     """Measure every model, then evaluate every model, on one device.  Resumable: what is in
     ``run`` already (from an attempt before the device dropped) is not measured again."""
     run.kind = target.kind
@@ -162,46 +240,14 @@ def _device_job(target, models: list[ModelEntry], evals: dict[str, EvalSet], bas
         by_path: dict[str, list[ModelEntry]] = {}
         for m in todo:
             by_path.setdefault(str(m.path), []).append(m)
-        rounds: dict[str, list] = {k: [] for k in by_path}
-        for _ in range(max(1, repeats)):
-            got = target.measure_many([Path(p) for p in by_path])
-            for p, meas in got.items():
-                rounds[p].append(meas)
-        chosen = {}
-        for p, ms in rounds.items():
-            ms = sorted(ms, key=lambda m: m.value_ms)
-            chosen[p] = ms[(len(ms) - 1) // 2]      # the middle (lower-middle) of the repeats
-        # confirm suspected regressions by re-measuring them; keep the lowest value
-        suspects = {}
-        if baseline is not None:
-            bdev = baseline["devices"].get(run.name, {}).get("models", {})
-            for p, ms in by_path.items():
-                for m in ms:
-                    if m.key in bdev and not latency_check(bdev[m.key]["latency"], _lat_record(chosen[p]), tol)[0]:
-                        suspects[p] = True
-        extra: dict[str, list] = {p: [] for p in suspects}
-        for i in range(tol.confirm):
-            if not suspects:
-                break
-            log_fn(f"{run.name}: re-measuring {len(suspects)} suspected latency regression(s) ({i + 1}/{tol.confirm})")
-            got = target.measure_many([Path(p) for p in suspects])
-            for p, meas in got.items():
-                extra[p].append(meas)
-                if meas.value_ms < chosen[p].value_ms:
-                    chosen[p] = meas
-            still = {}
-            for p in suspects:
-                for m in by_path[p]:
-                    if not latency_check(bdev[m.key]["latency"], _lat_record(chosen[p]), tol)[0]:
-                        still[p] = True
-            suspects = still
+        bmodels = None if baseline is None else baseline["devices"].get(run.name, {}).get("models", {})
+        recs = _measure_latency(target, by_path, bmodels, tol, base_passes, log_fn, run.name)
         for p, ms in by_path.items():
-            rec = _lat_record(chosen[p])
-            rec["attempts_ms"] = [x.value_ms for x in rounds[p]] + [x.value_ms for x in extra.get(p, [])]
-            rec["attempts_spread"] = [x.spread for x in rounds[p]] + [x.spread for x in extra.get(p, [])]
             for m in ms:
-                run.latency[m.key] = rec
-            run.protocol = chosen[p].protocol.to_dict()
+                run.latency[m.key] = recs[p]
+        run.protocol = next(iter(recs.values())).pop("protocol")
+        for r in recs.values():
+            r.pop("protocol", None)
     for m in models:
         if m.key in run.accuracy:
             continue
@@ -211,8 +257,12 @@ def _device_job(target, models: list[ModelEntry], evals: dict[str, EvalSet], bas
             ref = baseline["devices"].get(run.name, {}).get("models", {}).get(m.key, {}).get("accuracy", {}).get("top1")
         out = target.evaluate(m.path, ev.inputs)
         run.accuracy[m.key] = ev.score(out, ref)
+        if ev.mode == "labels":  # the device against the host on the same int8 tensor (edgeeas.validation)
+            run.accuracy[m.key]["device_vs_host"] = _device_vs_host(m, ev, out, target)
     if run.protocol is None:
-        run.protocol = target.protocol.to_dict()
+        run.protocol = next(iter(recs.values())).pop("protocol")
+        for r in recs.values():
+            r.pop("protocol", None)
     return run
 
 
@@ -237,16 +287,19 @@ class RegressResult:
 
     @property
     def exit_code(self) -> int:
-        """2 when a device or a case errored (2 wins over 1), 1 when a check failed, else 0."""
+        """2 when a device or a case errored (2 wins), 1 when a check failed, 3 when a latency
+        verdict is INCONCLUSIVE (too noisy to tell: neither a pass nor a regression), else 0."""
         if any(c.status == "error" for c in self.cases) or any(d.error for d in self.devices.values()):
             return 2
         if any(c.status == "fail" for c in self.cases):
             return 1
+        if any(c.status == "inconclusive" for c in self.cases):
+            return 3
         return 0
 
     def counts(self) -> dict:
-        """``{"pass": n, "fail": n, "error": n, "recorded": n}`` over the cases."""
-        out = {"pass": 0, "fail": 0, "error": 0, "recorded": 0}
+        """``{"pass": n, "fail": n, "inconclusive": n, "error": n, "recorded": n}`` over the cases."""
+        out = {"pass": 0, "fail": 0, "inconclusive": 0, "error": 0, "recorded": 0}
         for c in self.cases:
             out[c.status] += 1
         return out
@@ -275,7 +328,7 @@ def _manifest_subset(mf: dict | None) -> dict | None:
 
 
 def run_regress(farm: Farm, baseline_path: str | os.PathLike, *, update: bool = False,
-                tolerances: Tolerances = Tolerances(), jobs: int = 0, repeats: int | None = None,
+                tolerances: Tolerances = Tolerances(), jobs: int = 0, base_passes: int | None = None,
                 data: str | None = None, retries: int = 1, retry_delay_s: float = 2.0,
                 log_fn: Callable[[str], None] = lambda m: None, command: str = "") -> RegressResult:
     """Measure every device x model, compare with (or record) the baseline.
@@ -287,14 +340,16 @@ def run_regress(farm: Farm, baseline_path: str | os.PathLike, *, update: bool = 
             :func:`~edgeeas.regress.baseline.write_baseline`.
         tolerances: the checks' tolerances.
         jobs: devices measured at once (0: all).
-        repeats: measurements per model, the middle one kept (default 3 when recording, else 1).
+        base_passes: passes per model when recording a baseline (default: the latency verdict's
+            first look, 9 at 95 % and 15 passes); checking measures until the verdict is clear.
         data: CIFAR-100 for models with a manifest (default: the farm's ``data``).
         retries, retry_delay_s: retries of a device that drops out, and the pause before each (s).
         log_fn: progress lines.
         command: the command line, recorded in the reports.
 
     Returns:
-        The :class:`RegressResult`; its ``exit_code`` is 0, 1 (a regression) or 2 (a device failed).
+        The :class:`RegressResult`; its ``exit_code`` is 0, 1 (a regression), 2 (a device failed)
+        or 3 (a latency verdict INCONCLUSIVE).
         One device's failure never raises: its cases are errors.
 
     Raises:
@@ -365,7 +420,7 @@ def run_regress(farm: Farm, baseline_path: str | os.PathLike, *, update: bool = 
                 raise RegressUsageError(f"baseline {baseline_path}: model {m.key} was evaluated in "
                                         f"{b['eval']['mode']!r} mode, now {evals[m.key].mode!r} "
                                         f"(a manifest.json appeared or vanished): record it again with --update-baseline")
-    repeats = repeats if repeats is not None else (3 if update else 1)
+    base_passes = base_passes if base_passes is not None else tolerances.rule().looks()[0][0]
     runs = {n: DeviceRun(n) for n in names}
     sem = threading.Semaphore(jobs) if jobs and jobs < len(targets) else None
 
@@ -374,9 +429,9 @@ def run_regress(farm: Farm, baseline_path: str | os.PathLike, *, update: bool = 
         run.attempts = getattr(run, "_tries", 0) + 1
         run._tries = run.attempts  # type: ignore[attr-defined]
         if sem is None:
-            return _device_job(target, models, evals, baseline, tolerances, repeats, run, log_fn)
+            return _device_job(target, models, evals, baseline, tolerances, base_passes, run, log_fn)
         with sem:
-            return _device_job(target, models, evals, baseline, tolerances, repeats, run, log_fn)
+            return _device_job(target, models, evals, baseline, tolerances, base_passes, run, log_fn)
 
     def done(name, _res, err):
         log_fn(f"{name}: {'done' if err is None else 'FAILED: ' + ' '.join(str(err).split())}")
