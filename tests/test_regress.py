@@ -291,3 +291,34 @@ def test_verdict_against_the_baseline_budget():
     assert latency_check(base, rec([1.09] * 9), tol).status == "PASS"     # inside the +10 % tolerance
     assert latency_check(base, rec([1.0, 1.2] * 5), tol).status == "INCONCLUSIVE"
     assert latency_check(base, rec([1.2] * 9), Tolerances(latency_rel=0.25)).status == "PASS"
+
+
+def test_baseline_keeps_the_validation_agreement_of_the_same_file(tmp_path, models):
+    """validation.json's device_vs_host (edgeeas validate) is carried into the baseline's model record
+    when it validated this very file; a record of another file is left out with a warning."""
+    import numpy as np
+
+    from edgeeas.utils import sha256_file
+    from edgeeas.validation import compare_with_host
+
+    shutil.copy(models["small"], tmp_path / "model.tflite")
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((40, 5))
+    labels = y.argmax(1)
+    y_dev = y.copy()
+    y_dev[:4] = -y_dev[:4]                        # 4 of 40 rows disagree: 90 % agreement
+    agree = compare_with_host(y_dev, y, labels).to_dict()
+    doc = {"target": "host", "validated": "2026-12-01T00:00:00", "device_vs_host": agree,
+           "model_sha256": sha256_file(tmp_path / "model.tflite")}
+    (tmp_path / "validation.json").write_text(json.dumps(doc))
+    farm = load_farm(_farm(tmp_path, ["host"], ["model.tflite"], "eval: {random_inputs: 4}\n"))
+    rec = run_regress(farm, tmp_path / "b.json", update=True, base_passes=1)
+    v = rec.models["model.tflite"]["validation"]
+    assert v["device_vs_host"]["top1_agreement_pct"] == 90.0 and v["device_vs_host"] == agree
+    write_baseline(rec, tmp_path / "b.json")
+    assert load_baseline(tmp_path / "b.json")["models"]["model.tflite"]["validation"]["target"] == "host"
+    doc["model_sha256"] = "0" * 64
+    (tmp_path / "validation.json").write_text(json.dumps(doc))
+    rec = run_regress(farm, tmp_path / "b.json", update=True, base_passes=1)
+    assert "validation" not in rec.models["model.tflite"]
+    assert any("validated another file" in w for w in rec.warnings)

@@ -190,6 +190,31 @@ def _measure_latency(target, by_path: dict, baseline_models: dict | None, tol: T
     return out
 
 
+def _validation_agreement(model: ModelEntry, sha: str, warnings: list[str]) -> dict | None:
+    """The device-vs-host record of the model's ``validation.json`` (``edgeeas validate``), when
+    one lies beside it for this very file: ``{target, validated, device_vs_host}``
+    (:class:`edgeeas.validation.HostAgreement`); a record of another file or an older format is
+    left out with a warning."""
+    import json
+
+    from ..validation import HostAgreement, validation_path
+
+    vp = validation_path(model.path)
+    if not vp.is_file():
+        return None
+    try:
+        doc = json.loads(vp.read_text())
+        if doc.get("model_sha256") and doc["model_sha256"] != sha:
+            warnings.append(f"model {model.key}: {vp.name} validated another file (sha256 "
+                            f"{doc['model_sha256'][:12]}): its device-vs-host agreement is left out")
+            return None
+        agree = HostAgreement.from_dict(doc["device_vs_host"]).to_dict()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        warnings.append(f"model {model.key}: {vp.name} has no usable device_vs_host record ({e})")
+        return None
+    return {"target": doc.get("target"), "validated": doc.get("validated"), "device_vs_host": agree}
+
+
 _HOST_LOCK = threading.Lock()
 
 
@@ -411,6 +436,9 @@ def run_regress(farm: Farm, baseline_path: str | os.PathLike, *, update: bool = 
         model_info[m.key] = {"path": m.written, "sha256": sha, "bytes": m.path.stat().st_size,
                              "manifest": _manifest_subset(m.manifest), "eval": {"mode": evals[m.key].mode,
                                                                                **evals[m.key].desc}}
+        vdoc = _validation_agreement(m, sha, warnings)
+        if vdoc is not None:
+            model_info[m.key]["validation"] = vdoc
         if baseline is not None:
             b = baseline["models"][m.key]
             if b.get("sha256") and b["sha256"] != sha:
