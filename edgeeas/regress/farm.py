@@ -31,7 +31,6 @@ reported for that device and not retried.
 """
 from __future__ import annotations
 
-import dataclasses
 import glob
 import logging
 import os
