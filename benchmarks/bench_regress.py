@@ -112,7 +112,7 @@ def main() -> None:
            "defaults": dataclasses.asdict(Tolerances()),
            "note": (f"{machine().get('cores')} cores, load average {la0[0]} at start; "
                     f"{len(busy)} other process(es) above 20 % CPU at start"
-                    + (" (an `edgeeas train` among them)" if any("train" in b for b in busy) else ""))}
+                    + (" (an `edgeeas train` among them)" if any("edgeeas" in b and " train" in b for b in busy) else ""))}
     t_all = time.monotonic()
     try:
         # ---- 1 + 2: one baseline, --runs checks -------------------------------------------------
