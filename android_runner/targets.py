@@ -85,7 +85,13 @@ def _yaml_lines(path: Path, text: str):
 
     if root is not None:
         walk(root, ())
-    return yaml.safe_load(text), lines
+    try:
+        return yaml.safe_load(text), lines
+    except yaml.YAMLError as exc:  # e.g. a python/object tag: safe_load constructs no objects
+        where = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        pos = f", line {where.line + 1}" if where is not None else ""
+        raise ValueError(f"{path}{pos}: not plain YAML data ({getattr(exc, 'problem', None) or 'bad tag'}); "
+                         f"{_EXPECTED}") from None
 
 
 def _schema():

@@ -65,6 +65,7 @@ def test_good_farm_still_loads(tmp_path):
     ("- a\n", "line 1: top level is a list"),
     ("a: {serial: ''}\n", "target 'a': serial: must be a non-empty string"),
     ("a: [\n", "not valid YAML"),
+    ("!!python/object:os.system ls\n", "line 1: not plain YAML data"),
     ("targets:\n  p:\n    serial: 'ok:1'\n    candidates: x\n", "line 4: target 'p': candidates: Input should be a valid list"),
 ])
 def test_targets_schema_errors_name_file_line_and_expectation(tmp_path, text, expect):
