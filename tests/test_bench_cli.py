@@ -156,7 +156,7 @@ def test_bad_input_is_one_line(case, tiny_bench, tmp_path):
         assert "edgeeas bench --target nowhere" in msg
     elif case == "latency_bad_arch":
         msg = one_line_error(run(["latency", "d1-k3-e3", "--target", "tiny"], root, tmp_path), 2)
-        assert "has 1 stages, the search space tiny-latency-test has 2" in msg
+        assert "has 1 stages (depth digits d1) but the search space tiny-latency-test has 2 stages" in msg
     elif case == "binary_on_host":
         msg = one_line_error(run(["bench", "--benchmark-binary", str(stem), "--target", "host"], root, tmp_path), 2)
         assert "adb targets only" in msg
