@@ -88,7 +88,7 @@ def main() -> None:
 
     from android_runner import ensure_user_key
     from device_bench import host_fingerprint
-    from edgeeas.utils import atomic_write_text, machine, versions
+    from edgeeas.utils import atomic_write_text, machine, portable_path, versions
     from testing.adb_peer import AdbPeer
 
     ensure_user_key()
@@ -106,7 +106,7 @@ def main() -> None:
     la0 = loadavg()
     out = {"what": "edgeeas regress on two adb device peers of this machine: false alarms, detected latency "
                    "regressions, wall time parallel vs one device at a time",
-           "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "flags": vars(args),
+           "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "flags": {**vars(args), "out": portable_path(args.out)},
            "machine": machine(), "fingerprint": host_fingerprint(), "versions": versions(),
            "loadavg_start": la0, "busy_processes_start": busy, "protocol": PROTOCOL.strip(),
            "defaults": dataclasses.asdict(Tolerances()),
