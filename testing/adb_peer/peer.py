@@ -31,6 +31,19 @@ log = logging.getLogger("testing.adb_peer")
 _SAFE_PATH = re.compile(r"[A-Za-z0-9_./+=@-]+")
 
 
+def getprop_script(props_file) -> str:
+    """A ``/bin/sh`` ``getprop`` reading ``KEY=VALUE`` lines of ``props_file`` (a path as the
+    device's shell sees it): no argument lists ``[key]: [value]``, ``getprop KEY [DEFAULT]`` prints one."""
+    return ("#!/bin/sh\n"
+            f"F={props_file}\n"
+            'if [ $# -eq 0 ]; then\n'
+            '  while IFS= read -r l; do printf \'[%s]: [%s]\\n\' "${l%%=*}" "${l#*=}"; done < "$F"\n'
+            "else\n"
+            '  while IFS= read -r l; do if [ "${l%%=*}" = "$1" ]; then printf \'%s\\n\' "${l#*=}"; exit 0; fi; done < "$F"\n'
+            '  printf \'%s\\n\' "$2"\n'
+            "fi\n")
+
+
 @dataclass
 class AdbPeer:
     """An adb device on ``host:port``.  ``start()`` serves in threads; ``stop()`` pulls the plug.
@@ -240,15 +253,7 @@ class AdbPeer:
             (bindir / name).write_text(f"#!/bin/sh\nexec {shlex.quote(self.python)} \"$@\"\n")
         props_file = self._private_dir / "props"
         props_file.write_text("".join(f"{k}={v}\n" for k, v in sorted(self.properties().items())))
-        (bindir / "getprop").write_text(
-            "#!/bin/sh\n"
-            f"F={props_file}\n"
-            'if [ $# -eq 0 ]; then\n'
-            '  while IFS= read -r l; do printf \'[%s]: [%s]\\n\' "${l%%=*}" "${l#*=}"; done < "$F"\n'
-            "else\n"
-            '  while IFS= read -r l; do if [ "${l%%=*}" = "$1" ]; then printf \'%s\\n\' "${l#*=}"; exit 0; fi; done < "$F"\n'
-            '  printf \'%s\\n\' "$2"\n'
-            "fi\n")
+        (bindir / "getprop").write_text(getprop_script(props_file))
         for tool in bindir.iterdir():
             tool.chmod(0o755)
         self._bindir = bindir

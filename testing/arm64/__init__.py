@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testing.adb_peer import AdbPeer
+from testing.adb_peer.peer import getprop_script
 
 __all__ = ["Arm64Peer", "arm64_unavailable", "rootfs_dir", "QEMU_CPU", "SETUP_SCRIPT"]
 
@@ -135,15 +136,7 @@ class Arm64Peer(AdbPeer):
         bindir = self._private_dir / "system-bin"
         bindir.mkdir()
         (bindir / "build.prop").write_text("".join(f"{k}={v}\n" for k, v in sorted(self.properties().items())))
-        (bindir / "getprop").write_text(
-            "#!/bin/sh\n"
-            "F=/system/bin/build.prop\n"
-            'if [ $# -eq 0 ]; then\n'
-            '  while IFS= read -r l; do printf \'[%s]: [%s]\\n\' "${l%%=*}" "${l#*=}"; done < "$F"\n'
-            "else\n"
-            '  while IFS= read -r l; do if [ "${l%%=*}" = "$1" ]; then printf \'%s\\n\' "${l#*=}"; exit 0; fi; done < "$F"\n'
-            '  printf \'%s\\n\' "$2"\n'
-            "fi\n")
+        (bindir / "getprop").write_text(getprop_script("/system/bin/build.prop"))
         (bindir / "getprop").chmod(0o755)
         self._bindir = bindir
 
