@@ -7,28 +7,7 @@ import click
 
 from ._options import data_option, search_options, strategy_option
 
-__all__ = ["search", "MIN_EVALUATIONS", "check_evaluations"]
-
-# The fewest --evaluations each strategy can run with: evolution needs a population of at least 2
-# and at least one evaluation per member (edgeeas.search.strategies.evolution).
-MIN_EVALUATIONS = {"evolution": 2, "random": 1}
-
-
-class _UsageExit(click.ClickException):
-    """A bad option value: one line on stderr, exit 2."""
-
-    exit_code = 2
-
-
-def check_evaluations(strategy: str, evaluations: int) -> None:
-    """Refuse an ``--evaluations`` below the strategy's minimum (:data:`MIN_EVALUATIONS`).
-
-    Raises:
-        click.ClickException: one line naming the minimum, exit 2."""
-    least = MIN_EVALUATIONS.get(strategy, 1)
-    if evaluations < least:
-        raise _UsageExit(f"--evaluations {evaluations} is too few for {strategy}: the minimum is {least} "
-                         f"(a population of at least 2, each evaluated once); the default is 500")
+__all__ = ["search"]
 
 
 @click.command("search")
@@ -76,7 +55,8 @@ def search(strategy, superclasses, budget, target, supernet_arg, generator_path,
     from ..search.budget import parse_margin
     from ..specialize import parse_scenarios
 
-    check_evaluations(strategy, evaluations)
+    # the strategy's option ranges (e.g. evolution's evaluations >= 2) fail before any loading
+    opts = strategy_options(strategy, SearchSettings(fitness=fitness, evaluations=evaluations, population=population))
     b = parse_budget(budget)
     parse_margin(latency_margin)  # a bad margin fails before any loading
     # one scenario, in specialize's syntax: `a+b` (and repeated --superclass) joins superclasses
@@ -89,7 +69,6 @@ def search(strategy, superclasses, budget, target, supernet_arg, generator_path,
     ctx = SearchContext(net, ds, cost, cost_name=cost_name, cache_dir=pt.parent, recal_images=recal_images,
                         val_images=val_images, predictor_samples=predictor_samples, fitness=fitness, seed=seed,
                         latency_margin=latency_margin, log=log)
-    opts = strategy_options(strategy, SearchSettings(fitness=fitness, evaluations=evaluations, population=population))
     if get_strategy(strategy).needs_generator:
         gp = Path(generator_path) if generator_path else default_generator_path(pt, cost_name)
         ctx.generator = load_generator(gp, net, cost, ds, cost_name)

@@ -78,6 +78,9 @@ class StrategyInfo:
         style: ``(matplotlib colour, marker)`` for plots.
         needs_generator: the strategy runs a trained architecture generator (loaded by the caller
             and set on the search context).
+        check: ``check(options: dict)`` raises :class:`EdgeeasUsageError` (one line naming the
+            option, the value and what is expected) for values the strategy cannot run with; called
+            by :func:`strategy_options` with the defaults filled in, before any loading.
     """
 
     name: str
@@ -87,6 +90,7 @@ class StrategyInfo:
     help: str = ""
     style: tuple[str | None, str] = (None, "x")
     needs_generator: bool = False
+    check: Callable[[dict], None] | None = None
 
     def __call__(self, *args, **kwargs):
         return self.fn(*args, **kwargs)
@@ -123,14 +127,15 @@ def _options_from_signature(name: str, fn: Callable) -> type:
 
 def register_strategy(name: str, *, options: type | None = None,
                       settings: Callable[[SearchSettings], dict] | None = None, help: str = "",
-                      style: tuple[str | None, str] = (None, "x"), needs_generator: bool = False):
+                      style: tuple[str | None, str] = (None, "x"), needs_generator: bool = False,
+                      check: Callable[[dict], None] | None = None):
     """Decorator: register ``fn`` as the search strategy ``name``.
 
     Args:
         name: the ``--strategy`` value; registered once.
         options: a dataclass of the options; default one derived from ``fn``'s keyword-only
             parameters.  Its field names must be exactly those parameters.
-        settings, help, style, needs_generator: see :class:`StrategyInfo`.
+        settings, help, style, needs_generator, check: see :class:`StrategyInfo`.
 
     Raises:
         ValueError: ``name`` registered twice, or ``options`` disagrees with ``fn``'s parameters
@@ -144,7 +149,7 @@ def register_strategy(name: str, *, options: type | None = None,
         if not dataclasses.is_dataclass(opts) or [f.name for f in dataclasses.fields(opts)] != kw:
             raise ValueError(f"search strategy {name!r}: options {opts!r} must be a dataclass with exactly "
                              f"the keyword-only parameters {kw}")
-        STRATEGIES[name] = StrategyInfo(name, fn, opts, settings, help, style, needs_generator)
+        STRATEGIES[name] = StrategyInfo(name, fn, opts, settings, help, style, needs_generator, check)
         fn.strategy_name = name
         return fn
     return deco
@@ -169,8 +174,13 @@ def strategy_options(name: str, settings: SearchSettings | Any) -> dict:
     """The options the shared settings give strategy ``name`` (``{}`` if it takes none of them).
 
     ``settings`` is a :class:`SearchSettings` or anything with its attributes (a
-    ``SpecializeConfig``).  Raises :class:`EdgeeasUsageError` for an unknown strategy."""
+    ``SpecializeConfig``).  Raises :class:`EdgeeasUsageError` for an unknown strategy, an unknown
+    option, or a value the strategy cannot run with (its ``check``), so every caller (``search``,
+    ``specialize``, ``deploy``, the API) refuses it before loading anything."""
     info = get_strategy(name)
     opts = dict(info.settings(settings)) if info.settings else {}
     info.check_options(opts)
+    if info.check:
+        defaults = {f.name: f.default for f in dataclasses.fields(info.options)}
+        info.check({**defaults, **opts})
     return opts

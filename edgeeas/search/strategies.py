@@ -62,17 +62,34 @@ def generator_strategy(ctx, sc, budget, nc, *, generator=None):
     return Proposal(g.generate([sc], [budget])[0])
 
 
+def _check_evolution(o: dict) -> None:
+    """Evolution's option ranges, one line naming the first bad one (:class:`EdgeeasUsageError`)."""
+    if o["evaluations"] < 2:
+        raise EdgeeasUsageError(f"evolution needs evaluations >= 2 (a population of at least 2, each evaluated "
+                                f"once), got {o['evaluations']}")
+    if o["population"] < 2:
+        raise EdgeeasUsageError(f"evolution needs population >= 2, got {o['population']}")
+    if o["evaluations"] < o["population"]:
+        raise EdgeeasUsageError(f"evolution needs evaluations >= population (each member evaluated once), got "
+                                f"evaluations {o['evaluations']} and population {o['population']}")
+    if not 0 < o["parent_ratio"] < 1:
+        raise EdgeeasUsageError(f"evolution needs 0 < parent_ratio < 1, got {o['parent_ratio']}")
+    if not 0 <= o["mutation_ratio"] <= 1:
+        raise EdgeeasUsageError(f"evolution needs 0 <= mutation_ratio <= 1, got {o['mutation_ratio']}")
+    if not 0 <= o["mutate_prob"] <= 1:
+        raise EdgeeasUsageError(f"evolution needs 0 <= mutate_prob <= 1, got {o['mutate_prob']}")
+
+
 @register_strategy("evolution", help="once-for-all style", style=("tab:blue", "s"),
                    settings=lambda s: {"evaluations": s.evaluations, "population": min(s.population, s.evaluations),
-                                       "fitness": s.fitness})
+                                       "fitness": s.fitness},
+                   check=_check_evolution)
 def evolution(ctx, sc, budget, nc, *, population: int = 100, parent_ratio: float = 0.25,
               mutation_ratio: float = 0.5, mutate_prob: float = 0.1, evaluations: int = 500,
               fitness: str | None = None, seed: int | None = None):
     """Once-for-all's evolution (see the module); ``evaluations`` fitness evaluations in all."""
-    if population < 2 or not 0 < parent_ratio < 1 or not 0 <= mutation_ratio <= 1 or evaluations < population:
-        raise EdgeeasUsageError(f"evolution needs population >= 2, 0 < parent_ratio < 1, 0 <= mutation_ratio <= 1 "
-                                f"and evaluations >= population (got {population}, {parent_ratio}, "
-                                f"{mutation_ratio}, {evaluations})")
+    _check_evolution(dict(population=population, parent_ratio=parent_ratio, mutation_ratio=mutation_ratio,
+                          mutate_prob=mutate_prob, evaluations=evaluations))
     space, table = ctx.space, ctx.table
     rng = random.Random(f"{ctx.seed if seed is None else seed}:evolution:{sc}:{budget!r}")
     score = _scorer(ctx, sc, fitness)
@@ -135,12 +152,16 @@ def evolution(ctx, sc, budget, nc, *, population: int = 100, parent_ratio: float
                     {"generations": generations, "fitness": fitness or ctx.fitness})
 
 
+def _check_random(o: dict) -> None:
+    if o["samples"] < 1:
+        raise EdgeeasUsageError(f"random search needs samples >= 1, got {o['samples']}")
+
+
 @register_strategy("random", style=("tab:gray", "^"),
-                   settings=lambda s: {"samples": s.evaluations, "fitness": s.fitness})
+                   settings=lambda s: {"samples": s.evaluations, "fitness": s.fitness}, check=_check_random)
 def random_search(ctx, sc, budget, nc, *, samples: int = 500, fitness: str | None = None, seed: int | None = None):
     """The fittest of ``samples`` random architectures that fit."""
-    if samples < 1:
-        raise EdgeeasUsageError(f"random search needs samples >= 1, got {samples}")
+    _check_random({"samples": samples})
     rng = random.Random(f"{ctx.seed if seed is None else seed}:random:{sc}:{budget!r}")
     score = _scorer(ctx, sc, fitness)
     archs = [sample_feasible(ctx, rng, budget, nc).to_arch(ctx.space) for _ in range(samples)]
