@@ -36,7 +36,7 @@ from typing import Callable
 from .errors import EdgeeasError, EdgeeasUsageError
 from .manifest import (MANIFEST_FORMAT, AccuracySpec, BudgetSpec, InputSpec, ManifestError, ModelManifest,
                        OutputSpec, model_inputs, read_manifest, write_manifest)
-from .utils import portable_path, sha256_file
+from .utils import portable_path, portable_source, sha256_file
 from .validation import MANIFEST, MODEL, now
 
 __all__ = ["Scenario", "SpecializeConfig", "Specializer", "SpecializeError", "OutputExistsError", "Plan",
@@ -256,7 +256,7 @@ class Specializer:
 
     def dataset_identity(self) -> dict:
         """What the manifest records of the dataset: name, source and content fingerprint."""
-        return {"name": self.ds.name, "source": portable_path(self.ds.source), "fingerprint": self.ds.fingerprint}
+        return {"name": self.ds.name, "source": portable_source(self.ds.source), "fingerprint": self.ds.fingerprint}
 
     # ---- cost models -------------------------------------------------------------------------
     def kind(self, budget) -> _CostKind:

@@ -41,7 +41,7 @@ from .errors import EdgeeasError
 from .evaluate import evaluate_arch, recal_images, to_float
 from .nn.supernet import Supernet
 from .space import DEFAULT_SPACE, Arch, SearchSpace
-from .utils import atomic_torch_save, atomic_write_text, command_line, versions
+from .utils import atomic_torch_save, atomic_write_text, command_line, portable_source, versions
 
 __all__ = ["TrainConfig", "train_supernet", "TrainError", "augment", "SandwichLoss"]
 
@@ -343,7 +343,8 @@ def train_supernet(ds: Dataset, cfg: TrainConfig, *, resume: bool = False, space
         import yaml
         atomic_write_text(out / "args.yaml", yaml.safe_dump(
             {**asdict(cfg), "world_size": world, "command": command_line(), "search_space": space.to_dict(),
-             "dataset": ds.source, **({"init_record": init_info} if init_info else {}),
+             "dataset": portable_source(ds.source),
+             **({"init_record": init_info} if init_info else {}),
              "versions": versions()}, sort_keys=False))
 
     # Running totals of the current epoch.  Each rank counts its own images, correct predictions

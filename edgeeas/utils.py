@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import EdgeeasUsageError
 
-__all__ = ["portable_path", "check_output_dir", "check_output_file", "OutputPathError", "atomic_write", "atomic_write_text", "atomic_torch_save", "read_yaml", "save_figure", "sha256_file",
+__all__ = ["portable_path", "portable_source", "check_output_dir", "check_output_file", "OutputPathError", "atomic_write", "atomic_write_text", "atomic_torch_save", "read_yaml", "save_figure", "sha256_file",
            "versions", "command_line", "machine", "mkdtemp_beside", "clean_stale_temps"]
 
 
@@ -255,16 +255,29 @@ def check_output_file(path: str | os.PathLike, what: str = "output file") -> Pat
 def portable_path(path: str | os.PathLike | None) -> str | None:
     """``path`` as a record should keep it: relative to the working folder when it lies under
     it, else relative to the project (the folder holding the ``edgeeas`` package), else as
-    given; never this machine's absolute prefix for files of the project or the run."""
+    given, except beside the project (a common parent other than the root), which is written
+    relative to the project (``../shared/data/...``); never this machine's absolute prefix for
+    files of the project or the run."""
     if path is None or str(path) == "":
         return None if path is None else ""
     p = Path(path)
     if not p.is_absolute():
         return p.as_posix()
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+    project = Path(__file__).resolve().parents[1]
+    for base in (Path.cwd(), project):
         for cand in (p, p.resolve()):
             try:
                 return cand.relative_to(base.resolve() if cand is not p else base).as_posix()
             except ValueError:
                 continue
+    # beside the project (a shared data folder one level up): relative to the project, '../'
+    real = p.resolve()
+    if os.path.commonpath([real, project]) not in ("/", real.anchor):
+        return Path(os.path.relpath(real, project)).as_posix()
     return p.as_posix()
+
+
+def portable_source(source: str) -> str:
+    """A dataset's ``source`` (``PATH`` or ``PATH --superclasses FILE``, :class:`edgeeas.data.Dataset`)
+    with each path made :func:`portable_path`, for records (``args.yaml``)."""
+    return " --superclasses ".join(portable_path(x) or "" for x in str(source).split(" --superclasses "))

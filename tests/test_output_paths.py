@@ -168,4 +168,7 @@ def test_records_keep_paths_relative_to_the_project(tmp_path, monkeypatch):
     assert portable_path(tmp_path / "data" / "x.tar.gz") == "data/x.tar.gz"  # under the working folder
     assert portable_path("runs/mine") == "runs/mine"
     assert portable_path("/elsewhere/cifar") == "/elsewhere/cifar"  # outside both: as given
+    beside = project.parent / "shared-data-for-test" / "cifar.tar.gz"  # beside the project: '../'
+    if project.parent != Path(project.anchor):
+        assert portable_path(beside) == "../shared-data-for-test/cifar.tar.gz"
     assert portable_path(None) is None

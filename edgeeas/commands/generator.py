@@ -64,7 +64,7 @@ def train_generator(supernet_arg, target, madds, data, steps, batch_size, cost_b
     from ..errors import EdgeeasUsageError
     from ..search import GeneratorConfig, GeneratorError, load_cost, train_generator as train
     from ..search.fitness import supernet_fingerprint
-    from ..utils import atomic_write_text, command_line, versions
+    from ..utils import atomic_write_text, command_line, portable_path, portable_source, versions
 
     if bool(target) == bool(madds):
         raise EdgeeasUsageError("give exactly one of --target T (latency budgets) or --madds (MAdds budgets)")
@@ -79,8 +79,8 @@ def train_generator(supernet_arg, target, madds, data, steps, batch_size, cost_b
     cfg = GeneratorConfig(steps=steps, batch_size=batch_size, cost_batch=cost_batch, lr=lr, acc_weight=acc_weight,
                           accuracy=accuracy, lat_weight=lat_weight, seed=seed, threads=threads, val_images=val_images,
                           checkpoint_every=checkpoint_every)
-    args = {"supernet": str(pt), "supernet_fingerprint": supernet_fingerprint(net), "cost": cost_name,
-            "data": ds.source, "out": str(out_path), "resume": resume, "config": cfg.__dict__,
+    args = {"supernet": portable_path(pt), "supernet_fingerprint": supernet_fingerprint(net), "cost": cost_name,
+            "data": portable_source(ds.source), "out": portable_path(out_path), "resume": resume, "config": cfg.__dict__,
             "command": command_line(), "versions": versions()}
     atomic_write_text(Path(f"{out_path}.args.yaml"), yaml.safe_dump(args, sort_keys=False))
     log = lambda m: click.echo(m, err=True)  # noqa: E731
