@@ -15,6 +15,10 @@ What lands on the device (every path below is passed through ``shlex.quote``)::
     /data/local/tmp/edgeeas/eval/<nonce>/          evaluation tensors (removed afterwards)
     /data/local/tmp/benchmark_model                the official binary, with --benchmark-binary
 
+A connection that drops mid-push or mid-evaluation leaves a ``.part`` file or an
+``eval/<nonce>/`` folder behind; the first use of a device by a process removes those older
+than :data:`STALE_MINUTES` (a live push or evaluation of another process is younger).
+
 Measuring runs ``python3 runner.py --graphs=a,b,... <protocol flags>`` in chunks (one
 interpreter start per chunk) and reads it with :func:`device_bench.parse_many`; with a
 benchmark binary, the binary runs once per graph with the same flags and is read by
@@ -49,12 +53,16 @@ from .errors import EdgeeasUsageError
 from .targets import Target, TargetError, _push_sources, measure_in_passes, register_target_kind
 from .utils import sha256_file
 
-__all__ = ["AdbTarget", "REMOTE_DIR", "REMOTE_BINARY", "find_targets_file"]
+__all__ = ["AdbTarget", "REMOTE_DIR", "REMOTE_BINARY", "STALE_MINUTES", "find_targets_file"]
 
 log = logging.getLogger(__name__)
 
 REMOTE_DIR = "/data/local/tmp/edgeeas"
 REMOTE_BINARY = "/data/local/tmp/benchmark_model"
+# Leftovers of a dropped connection (``*.part`` under REMOTE_DIR, ``eval/<nonce>/``) older than
+# this are removed on a process's first use of the device.  A push times out after
+# max(60 s, 1 s/MB) and an evaluation after 300 s + 0.1 s/image, so no live one is this old.
+STALE_MINUTES = 120
 _NO_SPACE = re.compile(r"no space left on device|ENOSPC", re.I)
 # A remote model keeps its file name (so logs and `ls` stay readable) unless the name cannot
 # travel inside the runner's comma-separated --graphs list or one output line.
@@ -132,6 +140,7 @@ class AdbTarget(Target):
         self._runner_ready = False
         self._binary_hash: str | None = None
         self._pushed: set[tuple[str, str]] = set()  # (sha, remote) known to be on the device
+        self._swept = False
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -183,6 +192,7 @@ class AdbTarget(Target):
         """
         local, names = _push_sources(local_path, files)
         remote = f"{root or REMOTE_DIR}/{remote_rel}"
+        self.sweep_stale()
         if names is None:
             self._check_space(self._shell(["mkdir", "-p", posixpath.dirname(remote)], check=False)).check()
             self._push_atomic(local, remote)
@@ -203,6 +213,26 @@ class AdbTarget(Target):
                 note, self._note = self._note, ""
                 raise type(e)(f"{e.detail} ({note})", serial=self.serial, advice=e.advice) from None
             raise
+
+    def sweep_stale(self) -> list[str]:
+        """Remove what dropped connections left under ``/data/local/tmp/edgeeas`` (``*.part``
+        files and ``eval/<nonce>/`` folders older than :data:`STALE_MINUTES`); once per target
+        object, before its first push.  Returns the removed device paths (also logged).  Uses
+        ``find -mmin`` and ``rm``, which toybox (Android), busybox and GNU all have."""
+        if self._swept:
+            return []
+        self._swept = True
+        q = shlex.quote(REMOTE_DIR)
+        m = f"+{STALE_MINUTES}"
+        res = self._shell(f"[ -d {q} ] || exit 0; cd {q} || exit 0; "
+                          f"{{ find . -type f -name '*.part' -mmin {m}; "
+                          f"[ -d eval ] && find eval -mindepth 1 -maxdepth 1 -type d -mmin {m}; }} 2>/dev/null "
+                          f"| while IFS= read -r f; do rm -rf -- \"$f\" && echo \"$f\"; done; true", check=False)
+        gone = [posixpath.normpath(posixpath.join(REMOTE_DIR, ln)) for ln in res.stdout.splitlines() if ln.strip()]
+        if gone:
+            log.info("%s: removed %d stale file(s) of a dropped connection: %s", self.serial, len(gone),
+                     ", ".join(gone[:5]) + (" ..." if len(gone) > 5 else ""))
+        return gone
 
     def _remote_hash(self, remote: str) -> str | None:
         """sha256 of a remote file: ``sha256sum`` where the device has it, else our stamp file."""
@@ -242,6 +272,7 @@ class AdbTarget(Target):
         from device_bench import RUNNER_PATH
 
         remote = f"{REMOTE_DIR}/runner.py"
+        self.sweep_stale()
         if not self._runner_ready:
             want = sha256_file(RUNNER_PATH)
             if self._remote_hash(remote) != want:
@@ -253,6 +284,7 @@ class AdbTarget(Target):
     def ensure_binary(self) -> str:
         """Push the official benchmark_model binary (once per content) and make it executable."""
         if self._binary_hash is None:
+            self.sweep_stale()
             want = sha256_file(self.benchmark_binary)
             if self._remote_hash(REMOTE_BINARY) != want:
                 self._push_atomic(self.benchmark_binary, REMOTE_BINARY, mode_x=True, stamp=want)
@@ -267,6 +299,7 @@ class AdbTarget(Target):
 
     def push_models(self, paths: list[Path]) -> dict[str, str]:
         """{str(local): remote}; pushes only what the device does not hold yet (one check per batch)."""
+        self.sweep_stale()
         wanted: dict[str, tuple[str, str]] = {}
         for p in paths:
             if not p.is_file():

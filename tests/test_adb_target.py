@@ -91,6 +91,39 @@ def test_evaluate_on_device_equals_host_bit_for_bit(peer, models):
     assert not list((peer.sandbox / "edgeeas" / "eval").iterdir())  # tensors cleaned up on the device
 
 
+def test_leftovers_of_a_dropped_connection_are_swept_on_next_use(peer, models, caplog):
+    """A .part and an eval/<nonce>/ folder that a dropped connection left behind are removed on
+    the next process's first use of the device; younger ones (a live push or evaluation of
+    another process) stay, and so do complete models."""
+    import os
+    import time
+
+    from edgeeas.adb_target import STALE_MINUTES
+
+    root = peer.sandbox / "edgeeas"
+    old = time.time() - (STALE_MINUTES + 5) * 60
+    stale_eval = root / "eval" / "0123456789ab"
+    stale_part = root / "models" / "00aa11bb22cc33dd" / "m.tflite.part"
+    live_eval = root / "eval" / "ffffffffffff"
+    live_part = root / "models" / "00aa11bb22cc33dd" / "n.tflite.part"
+    kept = root / "models" / "00aa11bb22cc33dd" / "done.tflite"
+    for d in (stale_eval, live_eval, stale_part.parent):
+        d.mkdir(parents=True, exist_ok=True)
+    for f in (stale_eval / "inputs.npy", stale_part, live_eval / "inputs.npy", live_part, kept):
+        f.write_bytes(b"x")
+    for f in (stale_eval / "inputs.npy", stale_eval, stale_part, kept):
+        os.utime(f, (old, old))
+    caplog.set_level(logging.INFO, logger="edgeeas.adb_target")
+    t = AdbTarget("sweep", peer.serial, FAST)
+    t.measure_many(models[:1])
+    assert not stale_eval.exists() and not stale_part.exists()
+    assert live_eval.exists() and live_part.exists() and kept.exists()
+    assert any("removed 2 stale" in r.getMessage() for r in caplog.records), caplog.text
+    assert t.sweep_stale() == []  # once per target object
+    for p in (live_eval, live_part, kept):
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
 def test_hostile_model_name_runs_nothing_else(peer, models, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     hostile = tmp_path / HOSTILE
