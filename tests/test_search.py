@@ -123,7 +123,7 @@ def net(tiny_run):
 @pytest.fixture(scope="module")
 def ctx(net, cifar, tmp_path_factory):
     return SearchContext(net, cifar, MaddsCost(net.space), cache_dir=tmp_path_factory.mktemp("cache"),
-                         recal_images=64, val_images=40, predictor_samples=6, predictor_epochs=40)
+                         recal_images=64, val_images=40, predictor_samples=6)
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_predictor_measurements_are_cached_and_reused(net, cifar, ctx, tmp_path)
     recs = [json.loads(line) for line in files[0].read_text().splitlines()]
     assert sum(r["superclasses"] == ["people"] for r in recs) == 6
     again = SearchContext(net, cifar, MaddsCost(net.space), cache_dir=ctx.cache_dir, recal_images=64,
-                          val_images=40, predictor_samples=6, predictor_epochs=40)
+                          val_images=40, predictor_samples=6)
     find_arch("evolution", again, ["people"], "10M", population=4, evaluations=8)
     assert again.evaluator.measurements == 0
 
@@ -224,7 +224,7 @@ def test_margin_aims_latency_budgets_lower_but_not_madds(net, cifar, ctx):
     budget asked for); below the cheapest architecture it aims at the cheapest; MAdds budgets
     are exact and take no margin."""
     toy = SearchContext(net, cifar, ToyLatency(), cache_dir=ctx.cache_dir, recal_images=64, val_images=40,
-                        predictor_samples=6, predictor_epochs=40, latency_margin="10%")
+                        predictor_samples=6, latency_margin="10%")
     lo, hi = toy.table.bounds(5)
     b = (lo + hi) / 2
     res = find_arch("uniform", toy, "fish", f"{b:.4f}ms")
@@ -257,7 +257,7 @@ def test_search_checks_the_full_prediction(name, net, cifar, ctx):
     """The table under-counts a crowded cost by up to 40 %; the search reruns with a tighter
     table budget until the full prediction fits the aim."""
     toy = SearchContext(net, cifar, ToyCrowded(), cache_dir=ctx.cache_dir, recal_images=64, val_images=40,
-                        predictor_samples=6, predictor_epochs=40, latency_margin="0")
+                        predictor_samples=6, latency_margin="0")
     lo, hi = toy.table.bounds(5)
     b = lo + 0.6 * (hi - lo)
     res = find_arch(name, toy, "fish", f"{b:.4f}ms", **TINY_OPTS[name])

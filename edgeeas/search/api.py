@@ -62,7 +62,7 @@ class SearchContext:
 
     def __init__(self, supernet, ds, cost, *, cost_name: str | None = None, generator=None,
                  cache_dir: str | Path | None = None, recal_images: int = 500, val_images: int = 500,
-                 predictor_samples: int = 200, predictor_epochs: int = 300, fitness: str = "predictor",
+                 predictor_samples: int = 200, fitness: str = "predictor",
                  seed: int = 0, latency_margin="auto", log=None):
         self.supernet, self.ds, self.cost = supernet, ds, cost
         self.space = supernet.space
@@ -73,7 +73,6 @@ class SearchContext:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.evaluator = Evaluator(supernet, ds, recal_images=recal_images, val_images=val_images, seed=seed)
         self.predictor_samples = predictor_samples
-        self.predictor_epochs = predictor_epochs
         self.fitness = fitness
         self.seed = seed
         self.log = log or (lambda m: None)
@@ -195,9 +194,11 @@ class SearchContext:
             scen = [[self.ds.superclass_id(n) for n in r["superclasses"]] for r in recs]
             x = encode(archs, scen, self.space, self.ds.num_superclasses)
             y = torch.tensor([r["acc"] / 100.0 for r in recs], dtype=torch.float32)
-            model = AccuracyPredictor(x.shape[1])
-            rmse = model.fit(x, y, epochs=self.predictor_epochs, seed=self.seed)
-            self.log(f"accuracy predictor: {len(recs)} measured subnets, training RMSE {rmse:.2f} points")
+            model = AccuracyPredictor(x.shape[1], self.ds.num_superclasses)
+            rmse = model.fit(x, y, seed=self.seed)
+            cv = f", cross-validated {model.cv_rmse:.2f}" if model.cv_rmse is not None else ""
+            self.log(f"accuracy predictor: {len(recs)} measured (subnet, scenario) pairs, training RMSE "
+                     f"{rmse:.2f} points{cv}")
             self._predictor = (len(recs), model)
         return self._predictor[1]
 
@@ -205,7 +206,7 @@ class SearchContext:
         """What the predictor was fitted on: the accuracy cache's key and its record count."""
         data = self.accuracy_data()
         return {"predictor_samples": self.predictor_samples, "records": len(data.records),
-                "data_key": data.meta, "epochs": self.predictor_epochs}
+                "data_key": data.meta, "model": "ridge-interactions-v1"}
 
 
 def find_arch(strategy: str, ctx: SearchContext, superclasses, budget, **opts) -> SearchResult:

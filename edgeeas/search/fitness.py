@@ -185,37 +185,92 @@ def measure_all_superclasses(evaluator: "Evaluator", data: "AccuracyData", archs
 
 
 class AccuracyPredictor(nn.Module):
-    """once-for-all's accuracy predictor, sized down: MLP(one-hot arch + superclasses) -> acc."""
+    """Accuracy of (architecture, scenario) from :func:`encode`'s features: ridge regression on
+    the architecture's one-hots, the superclass, and architecture x superclass interactions
+    (a shared additive model plus a per-superclass one shrunk towards it).
 
-    def __init__(self, in_features: int, hidden: int = 256):
+    Why not once-for-all's MLP: measured on the 40-epoch supernet (200 subnets x 20
+    superclasses, 40 subnets held out), the MLP's held-out RMSE was 1.68 points against 0.77
+    for this model, and the generator, maximizing it by gradient, found architectures it
+    predicted at 97.8 % whose measured accuracy was ~88 % (ReLU extrapolation off the data).
+    A linear model cannot be driven past the sum of its best coefficients, and with
+    interactions it still ranks architectures per superclass.  The two ridge strengths are
+    chosen by cross-validation over architectures (:meth:`fit`).
+
+    A scenario of several superclasses is predicted as the mean of its superclasses'
+    predictions (its multi-hot is normalized to sum 1), which is linear, so
+    :func:`soft_encode`'s soft decisions stay differentiable.
+    """
+
+    #: ridge strengths tried by :meth:`fit`: (main effects, interactions)
+    GRID = tuple((m, i) for m in (0.1, 1.0, 10.0) for i in (1.0, 10.0, 100.0))
+
+    def __init__(self, in_features: int, n_superclasses: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, 1))
-        self.register_buffer("offset", torch.zeros(()))
+        if not 0 < n_superclasses < in_features:
+            raise ValueError(f"n_superclasses must be in 1..{in_features - 1}, got {n_superclasses}")
+        self.n_superclasses = n_superclasses
+        self.n_arch = n_arch = in_features - n_superclasses
+        self.register_buffer("weight", torch.zeros(1 + n_arch + n_superclasses + n_arch * n_superclasses,
+                                                   dtype=torch.float64))
+        self.strengths: tuple[float, float] | None = None
+        self.cv_rmse: float | None = None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, in_features]`` -> ``[B, 1 + A + S + A*S]`` (bias, architecture A, normalized
+        superclass multi-hot S, their outer product), float64."""
+        x = x.to(torch.float64)
+        a, s = x[:, :-self.n_superclasses], x[:, -self.n_superclasses:]
+        s = s / s.sum(1, keepdim=True).clamp_min(1.0)
+        inter = (a[:, :, None] * s[:, None, :]).reshape(len(x), -1)
+        return torch.cat([torch.ones(len(x), 1, dtype=x.dtype), a, s, inter], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, features]`` encodings (:func:`encode` or :func:`soft_encode`) -> ``[B]`` predicted
-        accuracies as fractions (0-1, not %); differentiable in ``x``."""
-        return self.net(x).squeeze(-1) + self.offset
+        accuracies as fractions (0-1, not %), float32; differentiable in ``x``."""
+        return (self.features(x) @ self.weight).to(torch.float32)
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 300, lr: float = 1e-3, seed: int = 0,
-            weight_decay: float = 1e-4) -> float:
-        """Full-batch Adam on MSE of accuracy fractions; returns the final training RMSE (%)."""
-        torch.manual_seed(seed)
-        for m in self.net:
-            if isinstance(m, nn.Linear):
-                m.reset_parameters()
-        self.offset.fill_(float(y.mean()))
-        opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
-        self.train()
-        for _ in range(epochs):
-            opt.zero_grad()
-            loss = ((self(x) - y) ** 2).mean()
-            loss.backward()
-            opt.step()
-        self.eval()
+    def _penalty(self, main: float, inter: float) -> torch.Tensor:
+        n_main = 1 + self.n_arch + self.n_superclasses
+        pen = torch.full((self.weight.numel(),), inter, dtype=torch.float64)
+        pen[:n_main] = main
+        pen[0] = 0.0  # the bias is not shrunk
+        return pen
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor, *, seed: int = 0, folds: int = 4) -> float:
+        """Fit by ridge regression, the strengths chosen from :attr:`GRID` by ``folds``-fold
+        cross-validation over architectures (all records of one architecture in one fold).
+
+        Args:
+            x: ``[N, in_features]`` :func:`encode` rows; y: ``[N]`` accuracies as fractions.
+        Returns:
+            the training RMSE in points (%); :attr:`cv_rmse` holds the chosen strengths' CV RMSE.
+        """
         with torch.no_grad():
-            return 100.0 * float(((self(x) - y) ** 2).mean().sqrt())
+            f = self.features(x)
+            yy = y.to(torch.float64)
+            arch = x[:, :-self.n_superclasses]
+            _, group = torch.unique(arch, dim=0, return_inverse=True)
+            n_groups = int(group.max()) + 1 if len(group) else 0
+            perm = torch.randperm(n_groups, generator=torch.Generator().manual_seed(seed))
+            fold_of = torch.empty(n_groups, dtype=torch.long)
+            fold_of[perm] = torch.arange(n_groups) % max(2, folds)
+            fold = fold_of[group]
+            gram, rhs = f.T @ f, f.T @ yy
+            best = (float("inf"), self.GRID[0])
+            if n_groups >= max(2, folds):
+                parts = [(f[fold == k], yy[fold == k]) for k in range(max(2, folds))]
+                for main, inter in self.GRID:
+                    pen = torch.diag(self._penalty(main, inter))
+                    se = 0.0
+                    for fk, yk in parts:
+                        w = torch.linalg.solve(gram - fk.T @ fk + pen, rhs - fk.T @ yk)
+                        se += float(((fk @ w - yk) ** 2).sum())
+                    best = min(best, ((se / len(yy)) ** 0.5, (main, inter)))
+            self.strengths = best[1]
+            self.cv_rmse = None if best[0] == float("inf") else 100.0 * best[0]
+            self.weight.copy_(torch.linalg.solve(gram + torch.diag(self._penalty(*best[1])), rhs))
+            return 100.0 * float(((f @ self.weight - yy) ** 2).mean().sqrt())
 
 
 class AccuracyData:
