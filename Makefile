@@ -38,7 +38,8 @@ test: install
 test-quick: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The 40-epoch supernet run (runs/e40; promoted to runs/default when it finishes): ~6.5 min an
+# The 40-epoch supernet run (runs/e40; `make promote-supernet` copies it to runs/default, the shipped
+# supernet, then retrain the generators: `make generators`): ~6.5 min an
 # epoch on 1 thread of this 2-core machine (benchmarks/results/supernet.json, throughput); resumes
 # from the committed runs/e40/last.pt, also on a fresh clone. Epoch 30 is kept (epoch30.pt) as the
 # fork point of the superclass-dropout ablation (PRETRAIN_FORK).
@@ -53,6 +54,15 @@ pretrain-ablation: install
 	OMP_NUM_THREADS=1 $(BIN)/edgeeas train supernet --data $(or $(EDGEEAS_DATA),data) $(PRETRAIN_FORK) \
 	  $(if $(wildcard runs/e40-sd05/last.pt),--resume)
 .PHONY: pretrain-ablation
+promote-supernet:
+	@test -f runs/e40/supernet.pt || { echo "no runs/e40/supernet.pt: run make pretrain first" >&2; exit 2; }
+	cp runs/e40/supernet.pt runs/e40/summary.csv runs/e40/steps.jsonl runs/e40/args.yaml runs/default/
+# The shipped generators of runs/default (latency on the host table, and MAdds); the accuracy
+# predictor's data (200 subnets x 20 superclasses, ~20 min one time) is cached in runs/default.
+generators: install
+	OMP_NUM_THREADS=1 $(BIN)/edgeeas train generator --supernet runs/default --target host --threads 1 --overwrite
+	OMP_NUM_THREADS=1 $(BIN)/edgeeas train generator --supernet runs/default --madds --threads 1 --overwrite
+.PHONY: promote-supernet generators
 
 clean:
 	rm -rf $(VENV) *.egg-info
