@@ -15,7 +15,7 @@ from .device import parse_getprop
 if TYPE_CHECKING:
     from .device import Device
 
-__all__ = ["fingerprint", "PROPS"]
+__all__ = ["fingerprint", "is_emulated", "PROPS"]
 
 # fingerprint key -> getprop keys tried in order
 PROPS: dict[str, tuple[str, ...]] = {
@@ -29,7 +29,20 @@ PROPS: dict[str, tuple[str, ...]] = {
     "serialno": ("ro.serialno", "ro.boot.serialno"),  # the hardware serial: one device over USB and TCP
     "android_release": ("ro.build.version.release",),
     "sdk": ("ro.build.version.sdk",),
+    "hardware": ("ro.hardware",),
 }
+
+# Android's own marks of an emulated device: the emulator (goldfish, ranchu) sets ro.kernel.qemu=1
+# (ro.boot.qemu=1 on newer images) and ro.hardware to its board; edgeeas's arm64 test device
+# (qemu-user) says the same.  A latency measured there means nothing on a phone.
+_EMULATED_HARDWARE = {"goldfish", "ranchu", "qemu", "cutf_cvm", "vsoc_x86_64", "vsoc_arm64"}
+
+
+def is_emulated(props: dict[str, str]) -> bool:
+    """Whether getprop ``props`` describe an emulated device (Android emulator, Cuttlefish,
+    qemu): ``ro.kernel.qemu`` or ``ro.boot.qemu`` is 1, or ``ro.hardware`` names an emulator board."""
+    return (props.get("ro.kernel.qemu") == "1" or props.get("ro.boot.qemu") == "1"
+            or props.get("ro.hardware", "").strip().lower() in _EMULATED_HARDWARE)
 
 _SECTIONS = (
     ("props", "getprop"),
@@ -67,7 +80,8 @@ def max_temp_c(text: str) -> float | None:
 
 
 def fingerprint(device: "Device", timeout_s: float = 30.0) -> dict[str, Any]:
-    """Model, SoC, ABI, build, cores, governor and the hottest thermal zone of ``device``."""
+    """Model, SoC, ABI, build, cores, governor, the hottest thermal zone of ``device``, and
+    ``emulated`` (:func:`is_emulated`: an emulator or qemu, whose latency means nothing)."""
     sep = f"__EDGEEAS_FP_{secrets.token_hex(4)}__"
     script = "; ".join(f"echo {sep}{name}; {cmd} 2>/dev/null" for name, cmd in _SECTIONS)
     out = device.shell(script, timeout_s).stdout
@@ -79,6 +93,7 @@ def fingerprint(device: "Device", timeout_s: float = 30.0) -> dict[str, Any]:
     result: dict[str, Any] = {"serial": device.serial}
     for key, names in PROPS.items():
         result[key] = next((props[n] for n in names if props.get(n)), None)
+    result["emulated"] = is_emulated(props)
     cores = count_cpus(parts.get("possible", "")) if parts.get("possible", "").strip() else None
     if cores is None and parts.get("nproc", "").strip().isdigit():
         cores = int(parts["nproc"].strip())

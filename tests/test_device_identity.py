@@ -152,6 +152,28 @@ def test_android_serial_benches_the_phone_and_a_resume_elsewhere_is_refused(tiny
     assert r.exit_code == 0, r.output
 
 
+@pytest.mark.parametrize("props", [{"ro.kernel.qemu": "1"}, {"ro.boot.qemu": "1"}, {"ro.hardware": "ranchu"}])
+def test_an_emulated_device_gets_no_table_unless_asked(tiny_root, make_peer, props):
+    """The Android emulator's marks (and the arm64 test device's) make ``emulated`` true in the
+    fingerprint; bench refuses a table there in one line, before any table exists, and builds
+    one (recording the emulation) with --allow-emulated."""
+    from android_runner import Device, fingerprint
+
+    emu, phone = make_peer(model="Emu", props=props), make_peer(model="Phone")
+    assert fingerprint(Device(emu.serial))["emulated"] is True
+    assert fingerprint(Device(phone.serial))["emulated"] is False
+    store = TargetStore.named("pixel", tiny_root)
+    r = bench(tiny_root, "--adb-serial", emu.serial, env={"ANDROID_SERIAL": ""})
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "is emulated" in lines[0] and "--allow-emulated" in lines[0], r.output
+    assert not store.table_path.exists()
+    if props == {"ro.kernel.qemu": "1"}:  # once is enough for the slow path
+        r = bench(tiny_root, "--adb-serial", emu.serial, "--allow-emulated", env={"ANDROID_SERIAL": ""})
+        assert r.exit_code == 0, r.output
+        assert json.loads(store.fingerprint_path.read_text())["emulated"] is True
+
+
 def test_validate_measures_by_the_targets_protocol(root, tmp_path, data_path):
     """Standalone `validate` uses the protocol the target's table was measured with (threads, runs,
     passes), as `specialize --validate` does; --threads overrides the threads only."""

@@ -159,9 +159,12 @@ measures only what is missing.
 @click.option("--space", "space_path", default=None,
               help="search space: a supernet checkpoint or a JSON file of its fields (default: the built-in space)")
 @click.option("--force", is_flag=True, help="discard the target's existing table (another space or protocol)")
+@click.option("--allow-emulated", is_flag=True,
+              help="build a table on an emulated device (Android emulator, the arm64 test device: "
+                   "ro.kernel.qemu=1), refused by default: its timings mean nothing on a phone")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def bench(files, target_name, adb_serials, name, targets_file, benchmark_binary, threads, warmup_runs, num_runs,
-          passes, input_layer_shape, export_jobs, subnets, space_path, force, quiet):
+          passes, input_layer_shape, export_jobs, subnets, space_path, force, allow_emulated, quiet):
     """Measure latency on a target: its latency table and predictor, or any .tflite FILE.
 
     Without FILE: build or resume the target's latency table (one int8 single-layer model
@@ -191,7 +194,7 @@ def bench(files, target_name, adb_serials, name, targets_file, benchmark_binary,
 
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     reports = bench_targets(targets, space, subnets=subnets, force=force, progress=not quiet, log=log,
-                            export_jobs=export_jobs)
+                            export_jobs=export_jobs, allow_emulated=allow_emulated)
     if len(reports) == 1:
         (r,) = reports.values()
         if r.error and not r.rows_measured and not TargetStore(r.directory).table_path.exists():

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from ..errors import EdgeeasError, EdgeeasUsageError
 from ..space import DEFAULT_SPACE, SearchSpace
-from .errors import TableMismatchError
+from .errors import EmulatedDeviceError, TableMismatchError
 from .export import export_row_models, export_subnet_models, model_cache_dir, row_model_path
 from .fit import fit_predictor
 from .measure import measure_rows, measure_subnets
@@ -134,7 +134,7 @@ def bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, **kwargs) -
 def _bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets: int = 100, seed: int = 0,
                    head_classes: Sequence[int] = HEAD_CLASSES, force: bool = False, progress: bool = False,
                    log: Callable[[str], None] = lambda m: None, cache_root: Path | None = None,
-                   export_jobs: int | None = None) -> dict[str, BenchReport]:
+                   export_jobs: int | None = None, allow_emulated: bool = False) -> dict[str, BenchReport]:
     """Build or resume the latency table of every target (in parallel, one thread each), then
     measure ``subnets`` whole subnets and fit and store each target's predictor.
 
@@ -148,6 +148,9 @@ def _bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets
         subnets, seed: how many whole subnets (:func:`~edgeeas.latency.rows.subnet_archs`).
         force: start every table afresh (see :meth:`LatencyTable.open`).
         progress, log: tqdm bars; one-line progress messages.
+        allow_emulated: build tables on emulated devices too (fingerprint ``emulated``, e.g. the
+            Android emulator or the arm64 test device); by default they are refused, since
+            emulation is 40-90x slower than a phone and its table would pass for one.
         cache_root: where ``_models/`` lives (default: beside the first target's folder).
         export_jobs: export processes (default :func:`~edgeeas.latency.export.default_export_jobs`).
 
@@ -157,6 +160,7 @@ def _bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets
 
     Raises:
         EdgeeasUsageError: two targets share a name.
+        EmulatedDeviceError: a device is emulated and ``allow_emulated`` is false, before any table is opened.
         TableMismatchError: a table holds another space or protocol, or was measured on another device
             (:func:`edgeeas.targets.same_device`), before any measuring.
     """
@@ -177,6 +181,14 @@ def _bench_targets(targets: list, space: SearchSpace = DEFAULT_SPACE, *, subnets
 
     _parallel(targets, fingerprint, reports)
     live = [t for t in targets if reports[t.name].error is None]
+    emulated = [t for t in live if fingerprints[t.name].get("emulated")]
+    if emulated and not allow_emulated:
+        t = emulated[0]
+        raise EmulatedDeviceError(f"{t.describe()} is emulated ({fingerprints[t.name].get('hardware') or 'qemu'}): "
+                                  f"its latency means nothing on a phone; bench a real device, or pass "
+                                  f"--allow-emulated to build a table anyway (testing the pipeline)")
+    for t in emulated:
+        log(f"{t.describe()}: emulated device: its table times the emulator, not a phone")
     # Then open the tables: another space or protocol stops everything before any work.
     for t in live:
         tables[t.name] = LatencyTable.open(t.directory, space, t.protocol, fingerprints[t.name], force=force,

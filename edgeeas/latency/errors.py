@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import EdgeeasError, EdgeeasUsageError
 
-__all__ = ["LatencyError", "TableMismatchError", "MissingRowError"]
+__all__ = ["LatencyError", "TableMismatchError", "EmulatedDeviceError", "MissingRowError"]
 
 
 class LatencyError(EdgeeasError):
@@ -12,6 +12,10 @@ class LatencyError(EdgeeasError):
 
 class TableMismatchError(EdgeeasUsageError):
     """The target's table was measured for another search space or protocol."""
+
+
+class EmulatedDeviceError(EdgeeasUsageError):
+    """A latency table was asked of an emulated device (its timings mean nothing on a phone)."""
 
 
 class MissingRowError(LatencyError, KeyError):
