@@ -52,6 +52,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 # ---- the oracle: a reference for what the best architecture per scenario is (benchmark only) -----
+#: the oracle's effort (--oracle-pool/--oracle-top/--oracle-children), recorded in the JSON
+ORACLE = {"pool": 150, "top": 4, "children": 5}
+
+
 def register_oracle() -> None:
     """Register strategy ``oracle`` for this benchmark only (never offered by the CLI).
 
@@ -70,11 +74,15 @@ def register_oracle() -> None:
         return
 
     @register_strategy("oracle", help="direct fitness, exhaustive (benchmark only)", style=("black", "*"))
-    def oracle(ctx, sc, budget, nc, *, pool: int = 150, top: int = 4, children: int = 5, seed: int | None = None):
+    def oracle(ctx, sc, budget, nc, *, pool: int | None = None, top: int | None = None, children: int | None = None,
+               seed: int | None = None):
         from edgeeas.search.cost import Genome
         from edgeeas.search.fitness import AccuracyData, measure_all_superclasses
         from edgeeas.search.strategies import sample_feasible
 
+        pool = ORACLE["pool"] if pool is None else pool
+        top = ORACLE["top"] if top is None else top
+        children = ORACLE["children"] if children is None else children
         data = _oracle_data(ctx, AccuracyData)
         names = [(n,) for n in ctx.ds.superclasses]
         key = "+".join(ctx.ds.superclasses[s] for s in sc)
@@ -224,6 +232,11 @@ def parse_args(argv=None):
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "specialize.json"))
     p.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "pareto_host.png"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--oracle-pool", type=int, default=ORACLE["pool"],
+                   help="oracle: feasible architectures near each budget, measured on every superclass")
+    p.add_argument("--oracle-top", type=int, default=ORACLE["top"], help="oracle: best of the pool mutated, per scenario")
+    p.add_argument("--oracle-children", type=int, default=ORACLE["children"],
+                   help="oracle: single-decision mutations of each of the top, per scenario")
     return p.parse_args(argv)
 
 
@@ -264,6 +277,7 @@ def fmt_budget(ms: float) -> str:
 def main(argv=None) -> int:
     register_oracle()  # here, not at import: importing the benchmark must not change the CLI's choices
     args = parse_args(argv)
+    ORACLE.update(pool=args.oracle_pool, top=args.oracle_top, children=args.oracle_children)
     import numpy as np
     import torch
 
@@ -290,7 +304,7 @@ def main(argv=None) -> int:
     key = {"supernet": gen_sp.net_fp, "generator": gk.generator_info["sha256"], "cost": gk.fingerprint,
            "dataset": ds.fingerprint, "recal_images": args.recal_images, "calib_images": args.calib_images,
            "predictor_samples": args.predictor_samples, "evolution_evaluations": args.evolution_evaluations,
-           "seed": args.seed}
+           "seed": args.seed, "oracle": dict(ORACLE)}
     cache = Cache(Path(args.cache), key)
 
     # ---- (a) time to produce architectures ------------------------------------------------------
@@ -456,6 +470,7 @@ def main(argv=None) -> int:
         recs = [cache.get(f"model/{s}/{n}/{b}") for s, n, b in jobs]
         result["accuracy"] = summarize(recs, strategies, [str(b) for b in budget_list], names, np)
         if "oracle" in strategies:
+            result["oracle_effort"] = dict(ORACLE)
             result["oracle_cross_superclass_loss"] = oracle_cross_superclass_loss(
                 recs, [str(b) for b in budget_list], names, args.supernet, args.data, args.recal_images, np)
         result["subset"] = {"superclasses": list(names), "budgets": [str(b) for b in budget_list],
