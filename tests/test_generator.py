@@ -147,6 +147,13 @@ def test_save_load_and_refusals(budget_gen, net, cifar, tmp_path):
     with pytest.raises(GeneratorError, match="trained against another supernet") as e:
         load_generator(path, other, MaddsCost(net.space), cifar)
     assert "\n" not in str(e.value)
+    # the same names and grouping, other content (an image replaced): refused, not reused
+    import dataclasses
+
+    changed = dataclasses.replace(cifar, fingerprint=cifar.fingerprint[::-1])
+    with pytest.raises(GeneratorError, match="another content of dataset") as e:
+        load_generator(path, net, MaddsCost(net.space), changed)
+    assert "\n" not in str(e.value)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(GeneratorError, match="not a readable generator"):
         load_generator(tmp_path / "junk.pt", net, MaddsCost(net.space))

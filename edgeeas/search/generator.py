@@ -467,6 +467,11 @@ def load_generator(path: str | os.PathLike, supernet, cost, ds=None, cost_name: 
     if ds is not None and list(ck.get("superclasses", [])) != list(ds.superclasses):
         raise GeneratorError(f"{path} was trained on superclasses {ck.get('superclasses', [])[:3]}..., "
                              f"the dataset has {list(ds.superclasses)[:3]}...")
+    trained_on = ck.get("meta", {}).get("dataset_fingerprint")
+    if ds is not None and trained_on and trained_on != ds.fingerprint:
+        raise GeneratorError(f"{path} was trained on another content of dataset {ds.name!r} (fingerprint "
+                             f"{trained_on}, this one is {ds.fingerprint}: images or grouping changed); retrain "
+                             f"it with `edgeeas train generator --data ...`")
     spec = ck.get("model", {})
     model = ArchGenerator(space, int(spec["n_superclasses"]), int(spec["hidden"]), bool(spec.get("blind", False)))
     try:
