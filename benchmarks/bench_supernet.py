@@ -31,10 +31,10 @@ OUT = ROOT / "benchmarks" / "results" / "supernet.json"
 
 
 def _merge(part: str, figures: dict) -> None:
-    from edgeeas.utils import atomic_write_text, machine, versions
+    from edgeeas.utils import atomic_write_text, command_line, machine, versions
 
     doc = json.loads(OUT.read_text()) if OUT.exists() else {}
-    doc[part] = {**figures, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    doc[part] = {**figures, "command": command_line(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     doc["machine"], doc["versions"] = machine(), versions()
     atomic_write_text(OUT, json.dumps(doc, indent=2) + "\n")
     print(json.dumps({part: figures}, indent=2))

@@ -66,7 +66,7 @@ def tiny_run(tmp_path_factory, cifar):
 
     out = tmp_path_factory.mktemp("run") / "tiny"
     cfg = TrainConfig(out=str(out), epochs=1, batch_size=32, max_steps=4, train_subset=800, eval_images=100,
-                      recal_images=100, num_random=1, threads=2)
+                      recal_images=100, num_random=1, threads=2, superclass_dropout=0.5)
     train_supernet(cifar, cfg, progress=False, log=lambda m: None)
     return out
 

@@ -35,3 +35,17 @@ def test_the_group_help_names_both_subcommands():
     out = CliRunner().invoke(main, ["train", "--help"]).output
     assert "later" not in out and "supernet" in out and "generator" in out
 
+
+
+def test_the_cli_defaults_are_the_trainers():
+    """The CLI and TrainConfig agree on every default they share (superclass dropout is off in
+    both, as the ablation found)."""
+    import dataclasses
+
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    shared = [o for o in OPTIONS if o.name in fields and not o.is_flag and o.default is not None]
+    assert len(shared) >= 8
+    for o in shared:
+        cli = tuple(o.default) if o.name == "keep_epochs" and not o.default else o.default  # '' = ()
+        assert cli == fields[o.name], (o.name, o.default, fields[o.name])
+    assert fields["superclass_dropout"] == 0.0
