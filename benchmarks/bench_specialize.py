@@ -62,7 +62,7 @@ def register_oracle() -> None:
     Per scenario, as good as this project can make it regardless of cost: *direct* fitness
     (held-out accuracy of BN-recalibrated subnets, :meth:`Evaluator.accuracy_all`), the same
     latency table and margin as every strategy.  A pool of ``pool`` feasible architectures near
-    the budget (cost >= 80 % of it; the pool depends on the budget only, so the 20 superclasses
+    the budget (full predicted cost, crowding included, 80-100 % of it; the pool depends on the budget only, so the 20 superclasses
     at one budget share its measurements: each subnet is measured on every superclass at once),
     then ``top`` x ``children`` single-decision mutations of the scenario's best.  Measurements
     are cached in ``<run>/oracle-<key>.jsonl`` (apart from the predictor's data, so running the
@@ -93,7 +93,10 @@ def register_oracle() -> None:
                 break
             g = sample_feasible(ctx, rng, budget, nc)
             a = g.to_arch(ctx.space)
-            if str(a) not in seen and ctx.table.genome_cost(g, nc) >= 0.8 * budget:
+            # the full prediction (crowding term included), so find_arch's recheck accepts the
+            # winner at once and the pool stays one per budget
+            full = float(ctx.cost.predict(a, nc))
+            if str(a) not in seen and 0.8 * budget <= full <= budget:
                 seen.add(str(a))
                 cands.append(a)
         measure_all_superclasses(ctx.evaluator, data, cands, progress=True, desc=f"oracle pool {budget:.3f}")
@@ -119,7 +122,7 @@ def register_oracle() -> None:
                     row[mrng.randrange(len(row))] = mrng.randrange(len(ctx.space.expands if what == "e"
                                                                        else ctx.space.kernels))
                 a = g.to_arch(ctx.space)
-                if str(a) not in seen and ctx.table.genome_cost(g, nc) <= budget:
+                if str(a) not in seen and float(ctx.cost.predict(a, nc)) <= budget:
                     seen.add(str(a))
                     kids.append(a)
                     made += 1
@@ -304,7 +307,7 @@ def main(argv=None) -> int:
     key = {"supernet": gen_sp.net_fp, "generator": gk.generator_info["sha256"], "cost": gk.fingerprint,
            "dataset": ds.fingerprint, "recal_images": args.recal_images, "calib_images": args.calib_images,
            "predictor_samples": args.predictor_samples, "evolution_evaluations": args.evolution_evaluations,
-           "seed": args.seed, "oracle": dict(ORACLE)}
+           "seed": args.seed}
     cache = Cache(Path(args.cache), key)
 
     # ---- (a) time to produce architectures ------------------------------------------------------
@@ -412,12 +415,19 @@ def main(argv=None) -> int:
             if s not in sps:
                 sps[s] = Specializer(SpecializeConfig(strategy=s, **base), log=lambda m: None)
         jobs = [(s, n, b) for n in names for b in budget_list for s in strategies]
-        done = sum(1 for s, n, b in jobs if cache.get(f"model/{s}/{n}/{b}"))
+        def cached(k: str):
+            """A built model's record; an oracle record of another effort counts as not built."""
+            r = cache.get(k)
+            if r is not None and r.get("strategy") == "oracle" and r.get("oracle_effort") != ORACLE:
+                return None
+            return r
+
+        done = sum(1 for s, n, b in jobs if cached(f"model/{s}/{n}/{b}"))
         log(f"(b) {len(jobs)} models ({len(names)} superclasses x {len(budget_list)} budgets x "
             f"{len(strategies)} strategies), {done} cached")
         for i, (s, n, b) in enumerate(jobs):
             k = f"model/{s}/{n}/{b}"
-            if cache.get(k):
+            if cached(k):
                 continue
             t0 = time.time()
             sp = sps[s]
@@ -431,13 +441,15 @@ def main(argv=None) -> int:
                    "int8_drop": m.accuracy.host_float_pct - m.accuracy.host_int8_pct,
                    "madds_m": m.madds_m, "search_seconds": m.search["seconds"],
                    "model_sha256": sha256_file(plan.dest / "model.tflite"), "seconds": round(time.time() - t0, 1)}
+            if s == "oracle":
+                rec["oracle_effort"] = dict(ORACLE)
             cache.put(k, rec)
             log(f"(b) [{i + 1}/{len(jobs)}] {s:<9} {n:<30} {b}: predicted {rec['predicted_ms']:.3f} ms, "
                 f"int8 {rec['acc_int8']:.1f}% ({rec['seconds']:.0f} s)")
         if args.phase == "build":
             log("build phase done; run --phase measure (with nothing else running) to measure and report")
             return 0
-        recs = [cache.get(f"model/{s}/{n}/{b}") for s, n, b in jobs]
+        recs = [cached(f"model/{s}/{n}/{b}") for s, n, b in jobs]
         unbuilt = [f"{s}/{n}/{b}" for (s, n, b), r in zip(jobs, recs) if r is None]
         if unbuilt:
             raise SystemExit(f"{len(unbuilt)} models are not built yet (e.g. {unbuilt[0]}): run --phase build")
