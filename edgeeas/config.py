@@ -12,7 +12,7 @@ line of every key and list item, and validates it against a pydantic model.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Annotated, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError, \
     field_validator, model_validator
@@ -70,6 +70,7 @@ class DeployConfig(_Strict):
     local_dir: Optional[str] = None
     adb_serial: Optional[str] = None
     max_accuracy_gap: Optional[NonNegativeFloat] = None
+    min_agreement: Optional[Annotated[float, Field(ge=0, le=100)]] = None
     recal_images: Optional[PositiveInt] = None
     calib_images: Optional[PositiveInt] = None
     latency_margin: Optional[Union[str, float]] = None

@@ -8,7 +8,7 @@
       - {superclass: vehicles_1, budget: 20ms}
       - {superclasses: [fish, flowers], budget: 8M}
     # optional: supernet, generator, data, out, remote_dir, local_dir, adb_serial,
-    #           max_accuracy_gap (points), recal_images, calib_images, latency_margin
+    #           max_accuracy_gap (points), min_agreement (%), recal_images, calib_images, latency_margin
 
 A model that fails validation is never pushed; the host "pushes" by copying into
 ``local_dir`` (default ``./deploy``), adb targets into ``remote_dir`` (default
@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import EdgeeasError, EdgeeasUsageError
-from .validation import MANIFEST, MODEL, VALIDATION, validate_folder
+from .validation import (DEFAULT_MAX_ACCURACY_GAP, DEFAULT_MIN_AGREEMENT, MANIFEST, MODEL, VALIDATION,
+                         validate_folder)
 
 __all__ = ["deploy", "load_deploy_config"]
 
 _DEPLOY_KEYS = {"target", "strategy", "scenarios", "supernet", "generator", "data", "out", "remote_dir",
-                "local_dir", "adb_serial", "max_accuracy_gap", "recal_images", "calib_images", "latency_margin"}
+                "local_dir", "adb_serial", "max_accuracy_gap", "min_agreement", "recal_images", "calib_images", "latency_margin"}
 
 
 def load_deploy_config(path: Path) -> dict:
@@ -119,7 +120,9 @@ def deploy(config_path: Path, *, out: str | None = None, force: bool = False, da
     for plan in progress_bar(plans, progress, "deploy"):
         m = sp.build(plan)
         v = validate_folder(plan.dest, target, data=sc_cfg.data, adb_serial=cfg.get("adb_serial"),
-                            targets_file=targets_file, max_accuracy_gap=float(cfg.get("max_accuracy_gap", 1.0)))
+                            targets_file=targets_file,
+                            max_accuracy_gap=float(cfg.get("max_accuracy_gap", DEFAULT_MAX_ACCURACY_GAP)),
+                            min_agreement=float(cfg.get("min_agreement", DEFAULT_MIN_AGREEMENT)))
         rel = plan.scenario.relpath
         if not v["passed"]:  # FAIL, or INCONCLUSIVE: too noisy to tell within the cap of passes
             why = "; ".join(v["failures"] + v.get("inconclusive", []))

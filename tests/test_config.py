@@ -24,6 +24,8 @@ def test_the_example_is_valid():
 @pytest.mark.parametrize("line, field, words", [
     ("max_accuracy_gap: lots", "max_accuracy_gap", "valid number"),
     ("max_accuracy_gap: -1", "max_accuracy_gap", "greater than or equal to 0"),
+    ("min_agreement: 150", "min_agreement", "less than or equal to 100"),
+    ("min_agreement: most", "min_agreement", "valid number"),
     ("recal_images: lots", "recal_images", "valid integer"),
     ("recal_images: -5", "recal_images", "greater than 0"),
     ("calib_images: 2.5", "calib_images", "valid integer"),
