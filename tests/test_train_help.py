@@ -49,3 +49,17 @@ def test_the_cli_defaults_are_the_trainers():
         cli = tuple(o.default) if o.name == "keep_epochs" and not o.default else o.default  # '' = ()
         assert cli == fields[o.name], (o.name, o.default, fields[o.name])
     assert fields["superclass_dropout"] == 0.0
+
+
+def _generator_options():
+    from edgeeas.commands.generator import train_generator as cmd
+
+    return [p for p in cmd.params if isinstance(p, click.Option) and p.name != "help"]
+
+
+@pytest.mark.parametrize("opt", _generator_options(), ids=lambda o: o.opts[0])
+def test_every_train_generator_option_has_help_and_a_default(opt):
+    assert opt.help and len(opt.help) > 10, opt.opts
+    if opt.is_flag or opt.name in ("data", "superclasses_file"):
+        return  # flags; the data options explain their environment default
+    assert opt.show_default or "default" in opt.help, f"{opt.opts[0]} states no default"

@@ -13,8 +13,10 @@ __all__ = ["train_generator"]
 @click.command("generator")
 @click.option("--supernet", "supernet_arg", default=None, metavar="RUN_OR_PT",
               help="run directory or supernet checkpoint (default: runs/default)")
-@click.option("--target", default=None, help="latency target whose table the budgets refer to (e.g. host)")
-@click.option("--madds", is_flag=True, help="budgets in MAdds instead of a target's latency")
+@click.option("--target", default=None,
+              help="latency target whose table the budgets refer to (host, or a benched target's name); "
+                   "give it or --madds [default: none]")
+@click.option("--madds", is_flag=True, help="budgets in millions of MAdds instead of a target's latency (ms)")
 @data_option
 @click.option("--steps", default=2000, show_default=True, type=click.IntRange(1),
               help="generator training steps")
@@ -26,7 +28,8 @@ __all__ = ["train_generator"]
               help="Adam learning rate of the generator")
 @click.option("--accuracy", "accuracy", type=click.Choice(["predictor", "supernet"]), default="predictor",
               show_default=True,
-              help="accuracy term: 'predictor' = an accuracy predictor fitted on subnets measured on every "
+              help="accuracy term: 'predictor' = an accuracy predictor (ridge regression on the architecture's "
+                   "decisions with architecture x superclass interactions) fitted on subnets measured on every "
                    "superclass's held-out images (measured once, cached beside the supernet), applied to every "
                    "scenario of a step; 'supernet' = the frozen supernet's cross-entropy on one scenario's images "
                    "per step (the method of edgeeas 0.1, superclass-blind in practice)")
@@ -40,10 +43,11 @@ __all__ = ["train_generator"]
               help="weight of the budget penalty (expected cost over the budget) in the loss")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="seed of the sampled scenarios and Gumbel noise")
-@click.option("--threads", default=0, type=click.IntRange(0), help="torch threads (0: torch's default)")
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(0),
+              help="torch threads (0: torch's default, one per core)")
 @click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(0),
               help="steps between resumable checkpoints (<out>.ckpt)")
-@click.option("--out", default=None, help="output file (default: RUN/generator-<target>.pt)")
+@click.option("--out", default=None, help="output file [default: RUN/generator-<target>.pt, RUN/generator-madds.pt]")
 @click.option("--resume", is_flag=True, help="continue an interrupted run from <out>.ckpt")
 @click.option("--overwrite", is_flag=True, help="replace an existing generator file")
 @click.option("--quiet", is_flag=True, help="no progress bar")
