@@ -209,7 +209,8 @@ def _st_forward(net, x: torch.Tensor, wd, we, wk, space: SearchSpace) -> torch.T
 
 
 def _scenario(rng: random.Random, table: CostTable, n_sup: int, cps: list[int], multi_prob: float):
-    k = 1 if rng.random() >= multi_prob else rng.choice((2, 3))
+    sizes = [k for k in (2, 3) if k <= n_sup]  # a dataset of 2 superclasses has no 3-superclass scenario
+    k = 1 if not sizes or rng.random() >= multi_prob else rng.choice(sizes)
     sc = sorted(rng.sample(range(n_sup), k))
     nc = sum(cps[s] for s in sc)
     lo, hi = table.bounds(nc)
