@@ -250,6 +250,7 @@ def main(argv=None) -> int:
     from edgeeas.utils import machine, versions
 
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    load_start = [round(x, 2) for x in os.getloadavg()]  # what else the machine was running, measured
     with tempfile.TemporaryDirectory(prefix="bench-adb-") as tmp:
         tmp = Path(tmp)
         transport = bench_transport(tmp, args.pushes, args.echoes, args.size_mb)
@@ -263,8 +264,8 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "adb path: transport (android_runner vs Debian adb) and peer vs host latency tables",
         "started": started,
-        "machine": {**machine(), "loadavg_at_end": [round(x, 2) for x in load] if load else None,
-                    "note": "2 shared cores; another project job (supernet training) ran in the background"},
+        "machine": {**machine(), "loadavg_at_start": load_start,
+                    "loadavg_at_end": [round(x, 2) for x in load] if load else None},
         "versions": {**versions(), "adb": subprocess.run([adb_bin, "version"], capture_output=True, text=True)
                      .stdout.splitlines()[0] if adb_bin else None},
         "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
