@@ -166,6 +166,7 @@ def fresh_table_timing(out_path: Path, threads: int, jobs: int) -> None:
     from edgeeas import latency as L
     from edgeeas.space import DEFAULT_SPACE as space
     from edgeeas.targets import HostTarget, write_json
+    from edgeeas.utils import command_line
 
     jobs = jobs or L.default_export_jobs()
     root = Path(tempfile.mkdtemp(prefix="edgeeas-fresh-table-"))
@@ -187,6 +188,7 @@ def fresh_table_timing(out_path: Path, threads: int, jobs: int) -> None:
             "goal_seconds": 600, "export_jobs": jobs, "protocol": target.protocol.to_dict(),
             "load_before": before, "load_after": after,
             "what": "bench_targets from an empty model cache and table (export every row model, measure, no subnets)",
+            "command": command_line(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_json(out_path, result)
     finally:
@@ -207,7 +209,6 @@ def main() -> None:
                     help="bench_specialize.py's cache: the predictor is also checked on those measured models, "
                          "which the searches chose (not random subnets) ('' to skip)")
     ap.add_argument("--export-jobs", type=int, default=None, help="export processes (default: one per CPU, <= 4)")
-    ap.add_argument("--note", default="", help="how the machine was shared during the run (stored in the JSON)")
     ap.add_argument("--fresh-table-timing", action="store_true",
                     help="only time a full table build from an empty cache (scratch dir) and add it to --out")
     args = ap.parse_args()
@@ -220,7 +221,7 @@ def main() -> None:
     from edgeeas import latency as L
     from edgeeas.space import DEFAULT_SPACE as space
     from edgeeas.targets import HostTarget, write_json
-    from edgeeas.utils import machine, versions
+    from edgeeas.utils import command_line, machine, versions
 
     root = REPO / "targets"
     target = HostTarget(protocol=Protocol(threads=args.threads), root=root)
@@ -310,9 +311,17 @@ def main() -> None:
         "float_vs_int8": fvi,
         "model_cache_mb": round(sizes / 1e6, 1),
         "load": loads,
-        "note": args.note or ("latencies: per model, the median over the protocol's passes (each its own runner "
-                              "process) of the median of 50 runs at 1 thread; see 'load' for what else ran"),
+        "method": ("latencies: per model, the median over the protocol's passes (each its own runner process) of "
+                   "the median of 50 runs at 1 thread; 'load' holds the load average measured at each stage"),
+        "command": command_line(),
     }
+    # the fresh table-build timing is its own run (--fresh-table-timing): a resumed main run keeps it
+    try:
+        fresh = json.loads(Path(args.out).read_text()).get("table", {}).get("fresh_build")
+    except (OSError, ValueError):
+        fresh = None
+    if fresh:
+        result["table"]["fresh_build"] = fresh
     write_json(Path(args.out), result)
     log(f"wrote {args.out}")
 
