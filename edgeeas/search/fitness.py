@@ -189,8 +189,8 @@ class AccuracyPredictor(nn.Module):
     the architecture's one-hots, the superclass, and architecture x superclass interactions
     (a shared additive model plus a per-superclass one shrunk towards it).
 
-    Why not once-for-all's MLP: measured on the 40-epoch supernet (200 subnets x 20
-    superclasses, 40 subnets held out), the MLP's held-out RMSE was 1.68 points against 0.77
+    Why not once-for-all's MLP: in a one-off check on the 40-epoch supernet (200 subnets x 20
+    superclasses, 40 subnets held out) the MLP's held-out RMSE was 1.68 points against 0.77
     for this model, and the generator, maximizing it by gradient, found architectures it
     predicted at 97.8 % whose measured accuracy was ~88 % (ReLU extrapolation off the data).
     A linear model cannot be driven past the sum of its best coefficients, and with
