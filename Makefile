@@ -101,12 +101,13 @@ mutate: install
 # "arm64 device tests SKIPPED: <why>" and the suite's result stands; once built, their failures fail.
 arm-device: install
 	testing/arm64/make_rootfs.sh
+ARM64_TESTS = EDGEEAS_ARM64=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m arm64 tests/test_arm64.py
 test-arm64: arm-device
-	EDGEEAS_ARM64=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m arm64 tests/test_arm64.py
+	$(ARM64_TESTS)
 test-arm64-if-possible: install
 	@log="$$(mktemp)"; \
 	if testing/arm64/make_rootfs.sh >"$$log" 2>&1; then tail -2 "$$log"; rm -f "$$log"; \
-	  EDGEEAS_ARM64=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m arm64 tests/test_arm64.py; \
+	  $(ARM64_TESTS); \
 	else echo "make test: arm64 device tests SKIPPED: the set-up failed: $$(grep 'arm-device:' "$$log" | tail -1 || tail -1 "$$log")"; \
 	  tail -20 "$$log"; rm -f "$$log"; fi
 .PHONY: arm-device test-arm64 test-arm64-if-possible

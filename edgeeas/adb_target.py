@@ -217,7 +217,7 @@ class AdbTarget(Target):
     def sweep_stale(self) -> list[str]:
         """Remove what dropped connections left under ``/data/local/tmp/edgeeas`` (``*.part``
         files and ``eval/<nonce>/`` folders older than :data:`STALE_MINUTES`); once per target
-        object, before its first push.  Returns the removed device paths (also logged).  Uses
+        object, from :meth:`push` and :meth:`push_models` (which measuring and evaluation start with).  Returns the removed device paths (also logged).  Uses
         ``find -mmin`` and ``rm``, which toybox (Android), busybox and GNU all have."""
         if self._swept:
             return []
@@ -272,7 +272,6 @@ class AdbTarget(Target):
         from device_bench import RUNNER_PATH
 
         remote = f"{REMOTE_DIR}/runner.py"
-        self.sweep_stale()
         if not self._runner_ready:
             want = sha256_file(RUNNER_PATH)
             if self._remote_hash(remote) != want:
@@ -284,7 +283,6 @@ class AdbTarget(Target):
     def ensure_binary(self) -> str:
         """Push the official benchmark_model binary (once per content) and make it executable."""
         if self._binary_hash is None:
-            self.sweep_stale()
             want = sha256_file(self.benchmark_binary)
             if self._remote_hash(REMOTE_BINARY) != want:
                 self._push_atomic(self.benchmark_binary, REMOTE_BINARY, mode_x=True, stamp=want)
