@@ -86,7 +86,7 @@ deploy: install
 # Mutation testing of the core modules (cosmic-ray, each module with its own fast tests), not part
 # of `make test`: writes benchmarks/results/mutation.json.  MODULES=evaluate,parse runs a subset;
 # SAMPLE=N mutants per module (seeded random sample; SAMPLE=0: every mutant, hours on this machine).
-MODULES ?= evaluate,parse,space,cost,fit,predictor,data
+MODULES ?= evaluate,parse,space,cost,fit,predictor,data,train
 SAMPLE ?= 24
 mutate: install
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_mutation.py --modules $(MODULES) --sample $(SAMPLE)

@@ -22,6 +22,14 @@ Parts (each merged into the JSON as it finishes; the supernet's fingerprint is r
   landscape  the synthetic test (tests/test_generator_landscape.py) with figures: a conditioned
              and a superclass-blind generator on a landscape whose best architecture differs by
              superclass, with their mean landscape accuracy.
+  predictor  the shipped accuracy predictor (ridge with architecture x superclass interactions,
+             AccuracyPredictor) against once-for-all's MLP (2 x 256 ReLU, full-batch Adam), both
+             fitted on the same measured records of runs/default (the generator's cached data):
+             RMSE on held-out architectures, on the oracle's measured architectures (chosen near
+             budgets, not at random), and over-prediction where a search exploits the predictor:
+             each predictor's best of ``--pool`` random subnets under 3 MAdds budgets for
+             ``--exploit-superclasses`` superclasses, measured on the held-out images; predicted
+             minus measured is the error a search would act on.
 """
 from __future__ import annotations
 
@@ -224,9 +232,138 @@ def part_landscape(args) -> None:
                                         "blocks"}, args)
 
 
+class MLPPredictor:
+    """The accuracy predictor edgeeas used before the ridge model (once-for-all's, sized down):
+    MLP(one-hot architecture + superclass multi-hot) -> accuracy fraction, 2 hidden layers of 256
+    ReLU units, full-batch Adam on MSE (lr 1e-3, weight decay 1e-4, 300 epochs), output offset
+    by the mean.  Kept here only as the baseline of the ``predictor`` part."""
+
+    def __init__(self, in_features: int, hidden: int = 256, seed: int = 0):
+        import torch
+        from torch import nn
+
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 1))
+        self.offset = 0.0
+
+    def __call__(self, x):
+        return self.net(x).squeeze(-1) + self.offset
+
+    def fit(self, x, y, epochs: int = 300, lr: float = 1e-3, weight_decay: float = 1e-4) -> None:
+        import torch
+
+        self.offset = float(y.mean())
+        opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
+        for _ in range(epochs):
+            opt.zero_grad()
+            loss = ((self(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+
+
+def part_predictor(args) -> None:
+    import hashlib
+
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from edgeeas.search.fitness import AccuracyData, AccuracyPredictor, Evaluator, encode, supernet_fingerprint
+
+    torch.set_num_threads(args.threads)
+    ds, net, ident = _load(args)
+    space, S = net.space, ds.num_superclasses
+    ev = Evaluator(net, ds, recal_images=500, val_images=500, seed=0)  # the generator's (GeneratorConfig)
+    run = Path(args.supernet).parent
+
+    def data(what: str | None) -> AccuracyData:
+        key = {"supernet": supernet_fingerprint(net), **ev.protocol(), **({"what": what} if what else {})}
+        h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+        path = run / f"{what or 'accuracy'}-{h}.jsonl"
+        if not path.is_file():
+            raise SystemExit(f"{_rel(path)} is missing: `make generators` measures the predictor's data "
+                             f"(and bench_specialize.py the oracle's) for this supernet")
+        return AccuracyData(path, key)
+
+    def xy(recs):
+        archs = [space.parse(r["arch"]) for r in recs]
+        x = encode(archs, [[ds.superclass_id(n) for n in r["superclasses"]] for r in recs], space, S)
+        return x, torch.tensor([r["acc"] / 100.0 for r in recs], dtype=torch.float32)
+
+    train_all = data(None).records
+    oracle = data("oracle").records
+    archs = sorted({r["arch"] for r in train_all})
+    rng = random.Random(f"predictor:{args.heldout_archs}")
+    held = set(rng.sample(archs, args.heldout_archs))
+    fit_recs = [r for r in train_all if r["arch"] not in held]
+    seen = {r["arch"] for r in train_all}
+    tests = {"heldout_random_archs": [r for r in train_all if r["arch"] in held],
+             "oracle_archs_near_budgets": [r for r in oracle if r["arch"] not in seen]}
+    x, y = xy(fit_recs)
+    t0 = time.time()
+    ridge = AccuracyPredictor(x.shape[1], S)
+    ridge.fit(x, y, seed=0)
+    t_ridge = time.time() - t0
+    t0 = time.time()
+    mlp = MLPPredictor(x.shape[1], seed=0)
+    mlp.fit(x, y)
+    t_mlp = time.time() - t0
+    models = {"ridge": ridge, "mlp": mlp}
+
+    def rmse(model, recs):
+        xt, yt = xy(recs)
+        with torch.no_grad():
+            return round(100 * float(((model(xt) - yt) ** 2).mean().sqrt()), 3)
+
+    errors = {name: {t: rmse(m, recs) for t, recs in tests.items() if recs} for name, m in models.items()}
+    print(json.dumps({"rmse_points": errors}), flush=True)
+
+    # exploitation: each predictor's best of a random pool under each budget, then measured
+    rng = random.Random("predictor-pool")
+    pool = [space.sample(rng) for _ in range(args.pool)]
+    madds = np.array([space.madds(a) for a in pool], dtype=float)
+    lo, hi = space.madds(space.smallest()), space.madds(space.largest())
+    budgets = [lo + f * (hi - lo) for f in (0.25, 0.5, 0.75)]
+    sups = [round(i * S / args.exploit_superclasses) for i in range(args.exploit_superclasses)]
+    picks = []  # (predictor, superclass, budget, arch, predicted %)
+    with torch.no_grad():
+        for name, m in models.items():
+            for s in sups:
+                pred = 100 * m(encode(pool, [[s]] * len(pool), space, S)).numpy()
+                for b in budgets:
+                    i = int(np.argmax(np.where(madds <= b, pred, -np.inf)))
+                    picks.append((name, s, b, pool[i], float(pred[i])))
+    measured: dict[str, dict[int, float]] = {}
+    todo = list(dict.fromkeys(str(p[3]) for p in picks))
+    for a in tqdm(todo, desc="picked subnets x 20 superclasses", unit="subnet"):
+        measured[a] = ev.accuracy_all(space.parse(a))
+    exploit = {}
+    for name in models:
+        rows = [(p[4], measured[str(p[3])][p[1]]) for p in picks if p[0] == name]
+        over = [pr - me for pr, me in rows]
+        exploit[name] = {"picks": len(rows), "distinct_archs": len({str(p[3]) for p in picks if p[0] == name}),
+                         "mean_predicted_pct": round(statistics.mean(pr for pr, _ in rows), 2),
+                         "mean_measured_pct": round(statistics.mean(me for _, me in rows), 2),
+                         "mean_over_prediction_points": round(statistics.mean(over), 2),
+                         "max_over_prediction_points": round(max(over), 2)}
+    _merge("predictor", {
+        **ident, "fit_records": len(fit_recs), "fit_archs": len(archs) - len(held),
+        "test_records": {t: len(r) for t, r in tests.items()},
+        "rmse_points": errors, "ridge_strengths": list(ridge.strengths or ()),
+        "ridge_cv_rmse_points": round(ridge.cv_rmse, 3) if ridge.cv_rmse is not None else None,
+        "fit_seconds": {"ridge_with_cv": round(t_ridge, 1), "mlp": round(t_mlp, 1)},
+        "exploitation": {"pool": args.pool, "superclasses": [ds.superclasses[s] for s in sups],
+                         "madds_budgets_m": [round(b / 1e6, 2) for b in budgets], **exploit},
+        "note": "accuracies are % on each superclass's 500 held-out training images (BN recalibrated on 500 "
+                "images), the generator's protocol; over-prediction = predicted - measured of each predictor's "
+                "argmax, averaged over superclasses x budgets",
+    }, args)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=("distinct", "gradient", "signal", "landscape"), action="append")
+    ap.add_argument("--only", choices=("distinct", "gradient", "signal", "landscape", "predictor"), action="append")
     ap.add_argument("--data", default=None)
     ap.add_argument("--supernet", default=str(ROOT / "runs" / "default" / "supernet.pt"))
     ap.add_argument("--generator", default=str(ROOT / "runs" / "default" / "generator-host.pt"))
@@ -235,9 +372,13 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=16, help="gradient: repeated draws")
     ap.add_argument("--archs", type=int, default=40, help="signal: subnets measured on every superclass")
     ap.add_argument("--val-images", type=int, default=500, help="signal: held-out images per superclass")
+    ap.add_argument("--heldout-archs", type=int, default=40, help="predictor: architectures held out of the fit")
+    ap.add_argument("--pool", type=int, default=3000, help="predictor: random subnets each predictor picks from")
+    ap.add_argument("--exploit-superclasses", type=int, default=4,
+                    help="predictor: superclasses (spread over the ids) whose picks are measured")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    for part in args.only or ("distinct", "landscape", "gradient", "signal"):
+    for part in args.only or ("distinct", "landscape", "gradient", "signal", "predictor"):
         globals()[f"part_{part}"](args)
 
 

@@ -113,7 +113,12 @@ def check_specialized(target, cache_dir: Path) -> dict | None:
     from edgeeas import latency as L
 
     recs = []
-    for f in sorted(Path(cache_dir).glob("*/model__*.json")):
+    try:  # only the entries of the run specialize.json reports (older cache keys hold stale models)
+        sub = json.loads((REPO / "benchmarks" / "results" / "specialize.json").read_text()).get("cache")
+    except (OSError, ValueError):
+        sub = None
+    pattern = f"{Path(sub).name}/model__*.json" if sub else "*/model__*.json"
+    for f in sorted(Path(cache_dir).glob(pattern)):
         r = json.loads(f.read_text())
         if r.get("measured_ms"):
             recs.append(r)
@@ -126,8 +131,9 @@ def check_specialized(target, cache_dir: Path) -> dict | None:
         return {"n": len(rs), "mape_pct": round(float(np.abs(e).mean()), 2), "mean_error_pct": round(float(e.mean()), 2),
                 "within_10_pct": round(float((np.abs(e) <= 10).mean()), 3), "max_ape_pct": round(float(np.abs(e).max()), 1)}
 
-    out = {"models": len(recs), "source": str(cache_dir.relative_to(REPO)) if cache_dir.is_relative_to(REPO)
-           else str(cache_dir), "all": stats(recs)}
+    src = Path(cache_dir) / Path(sub).name if sub else Path(cache_dir)
+    out = {"models": len(recs), "source": str(src.relative_to(REPO)) if src.is_relative_to(REPO) else str(src),
+           "all": stats(recs)}
     for s in sorted({r["strategy"] for r in recs}):
         out[s] = stats([r for r in recs if r["strategy"] == s])
     return out

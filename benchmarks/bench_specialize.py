@@ -493,7 +493,8 @@ def main(argv=None) -> int:
         plot(recs, strategies, Path(args.plot), args.target)
         result["plot"] = os.path.relpath(args.plot, Path(args.out).parent)
 
-    result.update({"command": command_line(), "versions": versions(), "machine": machine(),
+    result.update({"cache": os.path.relpath(cache.dir, ROOT),  # this run's entries (older keys are stale)
+                   "command": command_line(), "versions": versions(), "machine": machine(),
                    "seconds": round(time.time() - t_start, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
     log(f"wrote {args.out}")

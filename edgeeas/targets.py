@@ -392,7 +392,7 @@ def env_serial() -> str | None:
 #: two fingerprints of one kind that differ in one of these come from different devices.  An
 #: adb device is known by its hardware serial (``ro.serialno``, the same over USB and TCP), else
 #: by its adb serial.
-IDENTITY_FIELDS = {"host": ("cpu_model", "machine", "cores"),
+IDENTITY_FIELDS = {"host": ("cpu_model", "cpu_isa", "machine", "cores"),
                    "adb": ("serialno", "manufacturer", "model", "device", "abi")}
 
 
@@ -526,7 +526,9 @@ def choose_device(name: str | None = None, *, adb_serial: str | None = None, tar
 
 
 def check_store_kind(store: "TargetStore", kind: str, used: str) -> None:
-    """Refuse to use a target's figures on a device of another kind.
+    """Refuse to use a target's figures on a device of another kind; warn (stderr, one line) when a
+    host target's figures come from another host (:data:`IDENTITY_FIELDS`: CPU model, SIMD features,
+    cores), since they then predict that host's latency, not this one's.
 
     Args:
         store: the target's folder; its recorded fingerprint (:meth:`TargetStore.stored_fingerprint`)
@@ -538,6 +540,16 @@ def check_store_kind(store: "TargetStore", kind: str, used: str) -> None:
         TargetError: the kinds differ (one line naming both and what to do).
     """
     fp = store.stored_fingerprint()
+    if fp and kind == "host" == fp.get("kind"):
+        from device_bench.protocol import host_fingerprint
+
+        here = dict(host_fingerprint(), kind="host")
+        if not same_device(fp, here):
+            differ = [k for k in IDENTITY_FIELDS["host"] if fp.get(k) is not None and fp.get(k) != here.get(k)]
+            print(f"warning: target {store.name!r} was measured on another host ({', '.join(differ)} differ: "
+                  f"{describe_fingerprint(fp)}); its latencies are that host's, not this one's: "
+                  f"`edgeeas bench --target {store.name} --force` measures this host", file=sys.stderr)
+        return
     if not fp or not fp.get("kind") or fp.get("kind") == kind:
         return
     raise TargetError(f"target {store.name!r} ({store.directory}) holds figures measured on "

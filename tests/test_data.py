@@ -126,6 +126,21 @@ def test_image_folder_with_superclasses(tmp_path):
     assert load_dataset(root2).num_superclasses == 2
 
 
+def test_image_folder_grouping_comes_from_its_yaml_or_from_superclasses(tmp_path):
+    """A tree without superclasses.yaml needs --superclasses (one line saying so); with one and
+    --superclasses, the given grouping wins."""
+    root = _image_folder(tmp_path / "t", ["cat", "dog", "car", "bus"], "animals: [cat, dog]\nvehicles: [car, bus]\n")
+    (root / "superclasses.yaml").unlink()
+    with pytest.raises(DataError, match="no superclasses.yaml.*--superclasses"):
+        load_dataset(root)
+    other = tmp_path / "other.yaml"
+    other.write_text("pets: [cat, dog]\nwheels: [bus, car]\n")
+    assert load_dataset(root, other).superclasses == ["pets", "wheels"]
+    (root / "superclasses.yaml").write_text("animals: [cat, dog]\nvehicles: [car, bus]\n")
+    ds = load_dataset(root, other)
+    assert ds.superclasses == ["pets", "wheels"] and [ds.classes[c] for c in ds.classes_of(1)] == ["bus", "car"]
+
+
 @pytest.mark.parametrize("yaml_text,msg", [
     ("animals: [cat, dog, lion]\nvehicles: [car, bus]\n", "line 1: .*'lion'.*no train folder"),
     ("animals: [cat, dog]\nvehicles: [car, bus]\n", "leaves out classes: cow"),

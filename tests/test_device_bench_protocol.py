@@ -76,6 +76,19 @@ def test_host_fingerprint():
     json.dumps(fp)
 
 
+def test_cpu_isa_reads_the_kernel_relevant_simd_features():
+    from device_bench.protocol import _cpu_isa
+
+    x86 = ("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse4_2 avx2 avx512_vnni fma lm\n\n"
+           "processor\t: 1\nflags\t\t: fpu avx amx_int8\n")  # only the first CPU counts
+    assert _cpu_isa(x86) == "avx2,avx512_vnni,fma,sse4_2"
+    arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes asimddp i8mm sve\nCPU part\t: 0xd40\n"
+    assert _cpu_isa(arm) == "asimd,asimddp,i8mm,sve"
+    assert _cpu_isa("processor\t: 0\nflags\t\t: fpu lm\n") == "none"
+    assert _cpu_isa("") is None
+    assert host_fingerprint()["cpu_isa"]  # readable here (Linux)
+
+
 def test_measure_host_real(int8_model):
     p = Protocol(**FAST)
     m = measure_host(int8_model, p)

@@ -21,7 +21,7 @@ from edgeeas.targets import (HostTarget, TargetError, TargetStore, choose_device
 
 def write_store(root: Path, name: str, fp: dict, protocol: dict | None = None) -> TargetStore:
     store = TargetStore.named(name, root)
-    store.directory.mkdir(parents=True)
+    store.directory.mkdir(parents=True, exist_ok=True)
     store.fingerprint_path.write_text(json.dumps(fp))
     if protocol is not None:
         store.predictor_path.write_text(json.dumps({"protocol": protocol}))
@@ -82,6 +82,23 @@ def test_figures_of_one_kind_are_refused_on_the_other(root, monkeypatch):
         check_store_kind(TargetStore.named("phone", root), "host", "the host")
 
 
+def test_host_figures_from_another_host_warn(root, capsys):
+    """A host table measured on another CPU (here: same model name, other SIMD features) is used,
+    with one warning line naming what differs and the command that measures this host."""
+    from device_bench.protocol import host_fingerprint
+
+    from edgeeas.targets import check_store_kind
+
+    here = dict(host_fingerprint(), kind="host")
+    write_store(root, "host", here)
+    check_store_kind(TargetStore.named("host", root), "host", "the host")
+    assert capsys.readouterr().err == ""
+    write_store(root, "host", dict(here, cpu_isa="avx,avx2"))
+    check_store_kind(TargetStore.named("host", root), "host", "the host")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cpu_isa differ" in err and "edgeeas bench --target host --force" in err
+
+
 def test_specialize_refuses_before_any_work(root, monkeypatch):
     """specialize checks the device before loading anything (the error comes first)."""
     write_store(root, "pixel", {"kind": "host", "cpu_model": "AMD EPYC", "cores": 2, "machine": "x86_64"})
@@ -102,6 +119,7 @@ def test_same_device_compares_identity_not_setup():
     h = HostTarget().fingerprint()
     assert same_device(h, dict(h, temperature_c=None)) and not same_device(h, a)
     assert not same_device(h, dict(h, cpu_model="another CPU"))
+    assert not same_device(h, dict(h, cpu_isa="avx,avx2"))  # same model name, other SIMD features
     assert describe_fingerprint(a) == "adb device 1.2.3.4:5555 (P, serialno HW1)"
 
 
