@@ -94,6 +94,14 @@ EXPLAINED: dict[tuple[str, str, str, str], str] = {
         "equivalent mutant: without a summary line `end` only bounds lines[:end + 1], and len(lines) | 1 is "
         "never below len(lines) - 1 (it is len(lines) or len(lines) + 1; 1 when there are no lines), so the "
         "slice is all of lines either way",
+    ("train", "augment", "core/ReplaceBinaryOperator_Add_BitOr", "oy = torch.as_tensor(rng.integers(0, 2 * pad + 1, b))"):
+        "equivalent mutant: 2 * pad is even, so 2 * pad | 1 == 2 * pad + 1 for every integer pad",
+    ("train", "augment", "core/ReplaceComparisonOperator_Lt_LtE", "flip = torch.as_tensor(rng.random(b) < 0.5)"):
+        "equivalent except on a draw of exactly 0.5 (probability 2**-53 per image): numpy's random() is a "
+        "multiple of 2**-53 in [0, 1), so `< 0.5` and `<= 0.5` flip the same images",
+    ("data", "_load_cifar100", "core/NumberReplacer", "splits[name] = Split(data.reshape(-1, 3, 32, 32), fine)"):
+        "equivalent mutant: numpy's reshape takes any negative size as the one inferred dimension "
+        "(reshape(-2, 3, 32, 32) == reshape(-1, 3, 32, 32); checked with numpy 2.4)",
     ("fit", "_lstsq", "core/ReplaceComparisonOperator_Gt_NotEq", "if n >= 3 and np.ptp(s) > 0:"):
         "equivalent for finite row sums: np.ptp(s) is max(s) - min(s), never negative, so `> 0` and `!= 0` "
         "agree; they differ only when a row sum is NaN (the original then falls back to a NaN 'mean offset' "

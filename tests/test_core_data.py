@@ -81,6 +81,23 @@ def test_regroup_naming_every_class_keeps_ids_and_images(tmp_path):
     ds = regroup(toy, y)
     assert ds.classes == toy.classes and ds.class_to_super.tolist() == [0, 1, 1, 0, 1, 0]
     assert np.array_equal(ds.train.images, toy.train.images) and np.array_equal(ds.train.labels, toy.train.labels)
+    # every image kept: the arrays are shared, not copied (50,000 CIFAR-100 images are 150 MB)
+    assert ds.train.images is toy.train.images and ds.test.images is toy.test.images
+
+
+def test_classes_without_images_are_named_five_at_most(tmp_path):
+    with pytest.raises(DataError) as e:
+        _load_cifar100(_cifar_folder(tmp_path, list(range(93)), [0]))
+    assert str(e.value).endswith("fine classes [93, 94, 95, 96, 97] have no image")
+
+
+def test_data_source_carries_a_grouping_only_when_given():
+    from edgeeas.data import DataSource
+
+    assert type(DataSource.of("data")) is str and type(DataSource.of("data", "")) is str
+    assert DataSource.of(None) is None
+    src = DataSource.of("data", "groups.yaml")
+    assert isinstance(src, DataSource) and src.superclasses == "groups.yaml"
 
 
 @pytest.mark.parametrize("n_left,more", [(1, ""), (4, ""), (5, ""), (6, " (and 1 more)"), (7, " (and 2 more)")])
