@@ -62,7 +62,8 @@ def register_oracle() -> None:
     Per scenario, as good as this project can make it regardless of cost: *direct* fitness
     (held-out accuracy of BN-recalibrated subnets, :meth:`Evaluator.accuracy_all`), the same
     latency table and margin as every strategy.  A pool of ``pool`` feasible architectures near
-    the budget (full predicted cost, crowding included, 80-100 % of it; the pool depends on the budget only, so the 20 superclasses
+    the budget (full predicted cost, crowding included, 80-100 % of it: random ones, topped up by
+    random ones grown into the band; the pool depends on the budget only, so the 20 superclasses
     at one budget share its measurements: each subnet is measured on every superclass at once),
     then ``top`` x ``children`` single-decision mutations of the scenario's best.  Measurements
     are cached in ``<run>/oracle-<key>.jsonl`` (apart from the predictor's data, so running the
@@ -99,6 +100,36 @@ def register_oracle() -> None:
             if str(a) not in seen and 0.8 * budget <= full <= budget:
                 seen.add(str(a))
                 cands.append(a)
+        # Near the top of the range few random subnets land in the band: grow the ones below it
+        # (random single-decision increases that stay under the budget) until the pool is full.
+        # A separate seeded rng, so the in-band samples above (and their cached measurements) stay.
+        grow_rng = random.Random(f"{ctx.seed if seed is None else seed}:oracle-grow:{budget:.6f}")
+        for _ in range(pool * 20):
+            if len(cands) >= pool:
+                break
+            g = sample_feasible(ctx, grow_rng, budget, nc)
+            for _step in range(400):
+                a = g.to_arch(ctx.space)
+                if float(ctx.cost.predict(a, nc)) >= 0.8 * budget:
+                    break
+                h = g.copy()
+                what, st = grow_rng.choice(("d", "e", "k")), grow_rng.randrange(ctx.space.num_stages)
+                n_opts = len({"d": ctx.space.depths, "e": ctx.space.expands, "k": ctx.space.kernels}[what])
+                if what == "d":
+                    h.d[st] = min(h.d[st] + 1, n_opts - 1)
+                else:
+                    row = (h.e if what == "e" else h.k)[st]
+                    b = grow_rng.randrange(len(row))
+                    row[b] = min(row[b] + 1, n_opts - 1)
+                if float(ctx.cost.predict(h.to_arch(ctx.space), nc)) <= budget:
+                    g = h
+            a = g.to_arch(ctx.space)
+            full = float(ctx.cost.predict(a, nc))
+            if str(a) not in seen and 0.8 * budget <= full <= budget:
+                seen.add(str(a))
+                cands.append(a)
+        if not cands:
+            raise RuntimeError(f"oracle: no architecture predicted within 80-100 % of {budget:.3f}")
         measure_all_superclasses(ctx.evaluator, data, cands, progress=True, desc=f"oracle pool {budget:.3f}")
         acc = {(r["arch"], tuple(r["superclasses"])): r["acc"] for r in data.records}
 

@@ -44,7 +44,7 @@ from .errors import EdgeeasError, EdgeeasUsageError
 
 __all__ = ["Target", "HostTarget", "TargetError", "TargetStore", "register_target_kind", "resolve_target",
            "targets_root", "TARGET_KINDS", "DeviceChoice", "choose_device", "check_store_kind", "env_serial",
-           "same_device", "describe_fingerprint", "IDENTITY_FIELDS"]
+           "same_device", "describe_fingerprint", "IDENTITY_FIELDS", "warn_if_other_host"]
 
 
 class TargetError(EdgeeasError):
@@ -525,10 +525,33 @@ def choose_device(name: str | None = None, *, adb_serial: str | None = None, tar
     return DeviceChoice("host", "host")
 
 
+_WARNED_OTHER_HOST: set[str] = set()
+
+
+def warn_if_other_host(store: "TargetStore") -> bool:
+    """Warn (stderr, one line, once per process and target) when a host target's figures were
+    measured on another host (:data:`IDENTITY_FIELDS`: CPU model, SIMD features, cores): its
+    latency predictions are then that host's, not this one's (two ``AMD EPYC`` hosts with other
+    SIMD features measured 2.1-2.3x apart here).  Called where predictions are used
+    (:func:`edgeeas.search.load_cost`).  Returns whether it warned."""
+    fp = store.stored_fingerprint()
+    if not fp or fp.get("kind") != "host" or str(store.directory) in _WARNED_OTHER_HOST:
+        return False
+    from device_bench.protocol import host_fingerprint
+
+    here = dict(host_fingerprint(), kind="host")
+    if same_device(fp, here):
+        return False
+    _WARNED_OTHER_HOST.add(str(store.directory))
+    differ = [k for k in IDENTITY_FIELDS["host"] if fp.get(k) is not None and fp.get(k) != here.get(k)]
+    print(f"warning: target {store.name!r} was measured on another host ({', '.join(differ)} differ: "
+          f"{describe_fingerprint(fp)}); its latencies predict that host, not this one: "
+          f"`edgeeas bench --target {store.name} --force` measures this host", file=sys.stderr)
+    return True
+
+
 def check_store_kind(store: "TargetStore", kind: str, used: str) -> None:
-    """Refuse to use a target's figures on a device of another kind; warn (stderr, one line) when a
-    host target's figures come from another host (:data:`IDENTITY_FIELDS`: CPU model, SIMD features,
-    cores), since they then predict that host's latency, not this one's.
+    """Refuse to use a target's figures on a device of another kind.
 
     Args:
         store: the target's folder; its recorded fingerprint (:meth:`TargetStore.stored_fingerprint`)
@@ -540,16 +563,6 @@ def check_store_kind(store: "TargetStore", kind: str, used: str) -> None:
         TargetError: the kinds differ (one line naming both and what to do).
     """
     fp = store.stored_fingerprint()
-    if fp and kind == "host" == fp.get("kind"):
-        from device_bench.protocol import host_fingerprint
-
-        here = dict(host_fingerprint(), kind="host")
-        if not same_device(fp, here):
-            differ = [k for k in IDENTITY_FIELDS["host"] if fp.get(k) is not None and fp.get(k) != here.get(k)]
-            print(f"warning: target {store.name!r} was measured on another host ({', '.join(differ)} differ: "
-                  f"{describe_fingerprint(fp)}); its latencies are that host's, not this one's: "
-                  f"`edgeeas bench --target {store.name} --force` measures this host", file=sys.stderr)
-        return
     if not fp or not fp.get("kind") or fp.get("kind") == kind:
         return
     raise TargetError(f"target {store.name!r} ({store.directory}) holds figures measured on "

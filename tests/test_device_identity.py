@@ -82,21 +82,26 @@ def test_figures_of_one_kind_are_refused_on_the_other(root, monkeypatch):
         check_store_kind(TargetStore.named("phone", root), "host", "the host")
 
 
-def test_host_figures_from_another_host_warn(root, capsys):
-    """A host table measured on another CPU (here: same model name, other SIMD features) is used,
-    with one warning line naming what differs and the command that measures this host."""
+def test_host_figures_from_another_host_warn(root, capsys, monkeypatch):
+    """A host table measured on another CPU (here: same model name, other SIMD features) is used
+    for predictions with one warning line naming what differs and the command that measures this
+    host, once per process."""
     from device_bench.protocol import host_fingerprint
 
-    from edgeeas.targets import check_store_kind
+    from edgeeas import targets
+    from edgeeas.targets import warn_if_other_host
 
+    monkeypatch.setattr(targets, "_WARNED_OTHER_HOST", set())
     here = dict(host_fingerprint(), kind="host")
     write_store(root, "host", here)
-    check_store_kind(TargetStore.named("host", root), "host", "the host")
-    assert capsys.readouterr().err == ""
+    assert not warn_if_other_host(TargetStore.named("host", root)) and capsys.readouterr().err == ""
     write_store(root, "host", dict(here, cpu_isa="avx,avx2"))
-    check_store_kind(TargetStore.named("host", root), "host", "the host")
+    assert warn_if_other_host(TargetStore.named("host", root))
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cpu_isa differ" in err and "edgeeas bench --target host --force" in err
+    assert not warn_if_other_host(TargetStore.named("host", root)) and capsys.readouterr().err == ""
+    write_store(root, "phone", {"kind": "adb", "serial": "R58M"})
+    assert not warn_if_other_host(TargetStore.named("phone", root))
 
 
 def test_specialize_refuses_before_any_work(root, monkeypatch):
@@ -248,3 +253,17 @@ def test_a_model_is_validated_only_on_a_device_of_its_targets_kind(root, tmp_pat
     r = CliRunner().invoke(main, ["validate", str(folder / "model.tflite"), "--adb-serial", "127.0.0.1:9",
                                   "--images", "5", "--data", str(data_path)])
     assert r.exit_code == 1 and "holds figures measured on host" in r.output and "127.0.0.1:9" in r.output, r.output
+
+
+def test_latency_predictions_check_the_host(monkeypatch):
+    """load_cost (every search, specialize and generator training) runs the other-host check."""
+    from edgeeas import targets
+    from edgeeas.search import load_cost
+    from edgeeas.space import DEFAULT_SPACE
+
+    seen = []
+    monkeypatch.setattr(targets, "warn_if_other_host", lambda store: seen.append(store.name))
+    load_cost(DEFAULT_SPACE, "host")
+    assert seen == ["host"]
+    load_cost(DEFAULT_SPACE, madds=True)
+    assert seen == ["host"]

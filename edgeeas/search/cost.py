@@ -309,9 +309,10 @@ def load_cost(space: SearchSpace, target: str | None = None, madds: bool = False
     except ImportError as e:
         raise CostModelError(f"latency predictors are not available in this checkout ({e}); "
                              f"use a MAdds budget (--madds, or a budget like 8M)") from None
-    from ..targets import TargetStore
+    from ..targets import TargetStore, warn_if_other_host
 
-    directory = TargetStore.named(target).directory
+    store = TargetStore.named(target)
+    directory = store.directory
     if not directory.is_dir():
         raise CostModelError(f"target {target!r} has no latency table in {directory}: run "
                              f"`edgeeas bench --target {target}` first, or use a MAdds budget")
@@ -325,4 +326,5 @@ def load_cost(space: SearchSpace, target: str | None = None, madds: bool = False
     if not space.same_body(getattr(pred, "space", space)):  # head rows are per head size: any num_classes
         raise CostModelError(f"the latency table of target {target!r} is for search space "
                              f"{pred.space.name!r}, the supernet uses {space.name!r}: rerun `edgeeas bench --target {target}`")
+    warn_if_other_host(store)
     return pred, target
