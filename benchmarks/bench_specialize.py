@@ -263,6 +263,9 @@ def parse_args(argv=None):
                    help="directory of cached per-model results")
     p.add_argument("--phase", choices=("all", "build", "measure"), default="all",
                    help="build: export models only; measure: measure every built model, write the JSON")
+    p.add_argument("--reverse", action="store_true",
+                   help="build phase: build the models in reverse order (a second build process over the same "
+                        "strategies then meets the first in the middle; each skips what the other cached)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "specialize.json"))
     p.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "pareto_host.png"))
     p.add_argument("--seed", type=int, default=0)
@@ -456,7 +459,7 @@ def main(argv=None) -> int:
         done = sum(1 for s, n, b in jobs if cached(f"model/{s}/{n}/{b}"))
         log(f"(b) {len(jobs)} models ({len(names)} superclasses x {len(budget_list)} budgets x "
             f"{len(strategies)} strategies), {done} cached")
-        for i, (s, n, b) in enumerate(jobs):
+        for i, (s, n, b) in (reversed(list(enumerate(jobs))) if args.reverse else enumerate(jobs)):
             k = f"model/{s}/{n}/{b}"
             if cached(k):
                 continue
