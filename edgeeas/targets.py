@@ -525,7 +525,7 @@ def choose_device(name: str | None = None, *, adb_serial: str | None = None, tar
     return DeviceChoice("host", "host")
 
 
-_WARNED_OTHER_HOST: set[str] = set()
+_WARNED_OTHER_HOST: set[str] = set()  # target folders already checked by warn_if_other_host
 
 
 def warn_if_other_host(store: "TargetStore") -> bool:
@@ -534,15 +534,17 @@ def warn_if_other_host(store: "TargetStore") -> bool:
     latency predictions are then that host's, not this one's (two ``AMD EPYC`` hosts with other
     SIMD features measured 2.1-2.3x apart here).  Called where predictions are used
     (:func:`edgeeas.search.load_cost`).  Returns whether it warned."""
+    if str(store.directory) in _WARNED_OTHER_HOST:
+        return False
+    _WARNED_OTHER_HOST.add(str(store.directory))  # checked once per process and target
     fp = store.stored_fingerprint()
-    if not fp or fp.get("kind") != "host" or str(store.directory) in _WARNED_OTHER_HOST:
+    if not fp or fp.get("kind") != "host":
         return False
     from device_bench.protocol import host_fingerprint
 
     here = dict(host_fingerprint(), kind="host")
     if same_device(fp, here):
         return False
-    _WARNED_OTHER_HOST.add(str(store.directory))
     differ = [k for k in IDENTITY_FIELDS["host"] if fp.get(k) is not None and fp.get(k) != here.get(k)]
     print(f"warning: target {store.name!r} was measured on another host ({', '.join(differ)} differ: "
           f"{describe_fingerprint(fp)}); its latencies predict that host, not this one: "

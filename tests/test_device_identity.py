@@ -96,6 +96,7 @@ def test_host_figures_from_another_host_warn(root, capsys, monkeypatch):
     write_store(root, "host", here)
     assert not warn_if_other_host(TargetStore.named("host", root)) and capsys.readouterr().err == ""
     write_store(root, "host", dict(here, cpu_isa="avx,avx2"))
+    monkeypatch.setattr(targets, "_WARNED_OTHER_HOST", set())  # a new process
     assert warn_if_other_host(TargetStore.named("host", root))
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cpu_isa differ" in err and "edgeeas bench --target host --force" in err
